@@ -1,0 +1,39 @@
+# The front door. `make demo` and `make test` are the only two commands a newcomer needs.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+TORCH_VERSION := 2.13.0
+STAMP := $(VENV)/.installed
+
+.PHONY: setup demo test lint format bench clean peers
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	# the pinned CPU torch first: an unpinned resolve would pull a multi-GB CUDA build
+	$(BIN)/python -m pip install -q torch==$(TORCH_VERSION)
+	$(BIN)/python -m pip install -q -e '.[test]'
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/videomae2 demo
+
+test: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/bench_forward.py
+
+peers:
+	bash ../shared/peers/install-mmaction2.sh .peers/mmaction2
+
+clean:
+	rm -rf $(VENV) build *.egg-info src/*.egg-info

@@ -1,0 +1,3 @@
+"""VideoMAE V2 in plain PyTorch."""
+
+__version__ = "0.1.0"

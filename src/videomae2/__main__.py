@@ -1,0 +1,5 @@
+import sys
+
+from videomae2.cli import main
+
+sys.exit(main())
