@@ -1,0 +1,212 @@
+"""Building blocks of the VideoMAE V2 ViT (spec/model.md §2).
+
+Shape legend: B batch, C channels (3), T frames, H/W pixels, N tokens, D width, h heads,
+hd head width (D / h), T'/H'/W' token grid (T / tubelet, H / p, W / p).
+
+Parameter names follow the original VideoMAE V2 code exactly, so the original checkpoint layout is
+this package's internal layout and its converter is the identity.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+@functools.lru_cache(maxsize=32)
+def _sinusoid_table_np(n_position: int, dim: int) -> np.ndarray:
+    # float64 like the original (numpy), interleaved sin/cos: channel j uses exponent 2*(j//2)/dim.
+    pos = np.arange(n_position, dtype=np.float64)[:, None]
+    j = np.arange(dim)
+    angle = pos / np.power(10000.0, 2 * (j // 2) / dim)[None, :]
+    table = np.where(j % 2 == 0, np.sin(angle), np.cos(angle)).astype(np.float32)
+    table.setflags(write=False)
+    return table
+
+
+def sinusoid_table(n_position: int, dim: int) -> torch.Tensor:
+    """The fixed 1-D sinusoid position table, `(1, N, D)` float32 on the CPU (never stored)."""
+    return torch.from_numpy(_sinusoid_table_np(n_position, dim).copy()).unsqueeze(0)
+
+
+def resize_pos_table(
+    table: torch.Tensor, src_grid: tuple[int, int, int], dst_grid: tuple[int, int, int]
+) -> torch.Tensor:
+    """mmaction2's spatial resize of a `(1, T'*H'*W', D)` table: bicubic over (H', W') per slot.
+
+    The temporal size cannot change (mmaction2 raises there too).
+    """
+    t, h, w = src_grid
+    t2, h2, w2 = dst_grid
+    if t != t2:
+        raise ValueError(
+            f"bicubic position interpolation keeps the frame count: built for {t} token slots, "
+            f"got {t2}; use pos_interp='sinusoid' to rebuild the table for another frame count"
+        )
+    d = table.shape[-1]
+    x = table.reshape(t, h, w, d).permute(0, 3, 1, 2)  # (T', D, H', W')
+    x = F.interpolate(x.float(), size=(h2, w2), mode="bicubic", align_corners=False)
+    return x.permute(0, 2, 3, 1).reshape(1, t2 * h2 * w2, d).to(table.dtype)
+
+
+class PatchEmbed(nn.Module):
+    """Tubelet embedding: Conv3d with kernel = stride = (tubelet, p, p)."""
+
+    def __init__(self, patch_size: int, tubelet_size: int, in_chans: int, embed_dim: int) -> None:
+        super().__init__()
+        self.patch_size = patch_size
+        self.tubelet_size = tubelet_size
+        k = (tubelet_size, patch_size, patch_size)
+        self.proj = nn.Conv3d(in_chans, embed_dim, kernel_size=k, stride=k)
+
+    def grid(self, t: int, h: int, w: int) -> tuple[int, int, int]:
+        p, tt = self.patch_size, self.tubelet_size
+        if t % tt or h % p or w % p:
+            raise ValueError(
+                f"input (T, H, W) = ({t}, {h}, {w}) must be divisible by the tubelet/patch "
+                f"({tt}, {p}, {p})"
+            )
+        return t // tt, h // p, w // p
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.proj(x)  # (B, D, T', H', W')
+        return x.flatten(2).transpose(1, 2)  # (B, N, D), token order (t, h, w)
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention with q/v bias and a zero, parameter-free k bias."""
+
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int,
+        qkv_bias: bool = True,
+        qk_scale: float | None = None,
+        attn_drop: float = 0.0,
+        proj_drop: float = 0.0,
+        head_dim: int | None = None,
+    ) -> None:
+        super().__init__()
+        self.num_heads = num_heads
+        self.head_dim = head_dim or dim // num_heads
+        inner = self.head_dim * num_heads
+        self.scale = qk_scale or self.head_dim**-0.5
+        self.qkv = nn.Linear(dim, inner * 3, bias=False)
+        if qkv_bias:
+            self.q_bias = nn.Parameter(torch.zeros(inner))
+            self.v_bias = nn.Parameter(torch.zeros(inner))
+        else:
+            self.register_parameter("q_bias", None)
+            self.register_parameter("v_bias", None)
+        self.attn_drop = attn_drop
+        self.proj = nn.Linear(inner, dim)
+        self.proj_drop = nn.Dropout(proj_drop)
+
+    def qkv_bias(self) -> torch.Tensor | None:
+        if self.q_bias is None:
+            return None
+        return torch.cat((self.q_bias, torch.zeros_like(self.v_bias), self.v_bias))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, N, _ = x.shape
+        qkv = F.linear(x, self.qkv.weight, self.qkv_bias())  # (B, N, 3*h*hd)
+        qkv = qkv.reshape(B, N, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv.unbind(0)  # each (B, h, N, hd)
+        x = F.scaled_dot_product_attention(
+            q, k, v, dropout_p=self.attn_drop if self.training else 0.0, scale=self.scale
+        )  # (B, h, N, hd)
+        x = x.transpose(1, 2).reshape(B, N, -1)
+        return self.proj_drop(self.proj(x))
+
+
+class Mlp(nn.Module):
+    def __init__(self, dim: int, hidden: int, drop: float = 0.0) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden)
+        self.act = nn.GELU()
+        self.fc2 = nn.Linear(hidden, dim)
+        self.drop = nn.Dropout(drop)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.drop(self.fc2(self.act(self.fc1(x))))
+
+
+class DropPath(nn.Module):
+    """Per-sample stochastic depth; kept samples are divided by the keep probability."""
+
+    def __init__(self, drop_prob: float) -> None:
+        super().__init__()
+        self.drop_prob = drop_prob
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.drop_prob == 0.0:
+            return x
+        keep = 1.0 - self.drop_prob
+        mask = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(keep)
+        return x * mask / keep
+
+    def extra_repr(self) -> str:
+        return f"drop_prob={self.drop_prob}"
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block with optional layer scale (`gamma_1`, `gamma_2`)."""
+
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int,
+        mlp_hidden: int,
+        qkv_bias: bool = True,
+        qk_scale: float | None = None,
+        drop: float = 0.0,
+        attn_drop: float = 0.0,
+        drop_path: float = 0.0,
+        init_values: float = 0.0,
+        norm_eps: float = 1e-6,
+        head_dim: int | None = None,
+    ) -> None:
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim, eps=norm_eps)
+        self.attn = Attention(dim, num_heads, qkv_bias, qk_scale, attn_drop, drop, head_dim)
+        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+        self.norm2 = nn.LayerNorm(dim, eps=norm_eps)
+        self.mlp = Mlp(dim, mlp_hidden, drop)
+        if init_values > 0:
+            self.gamma_1 = nn.Parameter(init_values * torch.ones(dim))
+            self.gamma_2 = nn.Parameter(init_values * torch.ones(dim))
+        else:
+            self.gamma_1 = self.gamma_2 = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.gamma_1 is None:
+            x = x + self.drop_path(self.attn(self.norm1(x)))
+            return x + self.drop_path(self.mlp(self.norm2(x)))
+        x = x + self.drop_path(self.gamma_1 * self.attn(self.norm1(x)))
+        return x + self.drop_path(self.gamma_2 * self.mlp(self.norm2(x)))
+
+
+def init_linear_trunc_normal(module: nn.Module) -> None:
+    """The fine-tuning model's init: Linear trunc_normal(0.02, bounds ±2), zero bias, LN 1/0."""
+    if isinstance(module, nn.Linear):
+        nn.init.trunc_normal_(module.weight, std=0.02, a=-2.0, b=2.0)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.LayerNorm):
+        nn.init.ones_(module.weight)
+        nn.init.zeros_(module.bias)
+
+
+def init_linear_xavier(module: nn.Module) -> None:
+    """The pretraining model's init: Linear xavier_uniform, zero bias, LN 1/0."""
+    if isinstance(module, nn.Linear):
+        nn.init.xavier_uniform_(module.weight)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.LayerNorm):
+        nn.init.ones_(module.weight)
+        nn.init.zeros_(module.bias)
