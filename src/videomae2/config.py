@@ -115,6 +115,8 @@ class TestRuntimeConfig:
 
 @dataclass
 class TestConfig:
+    __test__ = False  # not a pytest class
+
     model: ModelConfig = field(default_factory=ModelConfig)
     test_dataloader: DataLoaderConfig = field(default_factory=DataLoaderConfig)
     test_evaluator: EvaluatorConfig = field(default_factory=EvaluatorConfig)
