@@ -12,6 +12,7 @@ import sys
 
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
+    "test": ("videomae2.engine.evaluate", "test a model with the multi-view protocol"),
     "convert": ("videomae2.checkpoint.cli", "convert a checkpoint between layouts"),
 }
 

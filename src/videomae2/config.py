@@ -25,12 +25,24 @@ from typing import Any
 
 @dataclass
 class BackboneConfig:
-    """The classifier: a registry name plus `create_model` overrides."""
+    """The classifier: a registry name plus `create_model` overrides (None = the arch's own)."""
 
     arch: str = "vit_base_patch16_224"
     num_frames: int = 16
     img_size: int = 224
     pos_interp: str = "sinusoid"
+    embed_dim: int | None = None
+    depth: int | None = None
+    num_heads: int | None = None
+    patch_size: int | None = None
+
+    def create_kwargs(self) -> dict:
+        """The `create_model` overrides this section asks for."""
+        kw = dict(num_frames=self.num_frames, img_size=self.img_size, pos_interp=self.pos_interp)
+        for name in ("embed_dim", "depth", "num_heads", "patch_size"):
+            if getattr(self, name) is not None:
+                kw[name] = getattr(self, name)
+        return kw
 
 
 @dataclass
