@@ -142,7 +142,7 @@ def test_bad_videos_are_reported_not_fatal(videos, tmp_path):
     with open(tmp_path / "r.pkl", "rb") as f:
         assert len(pickle.load(f)) == out["num_scored"]
     strict = tiny_config(videos, **over, **{"test_cfg.strict": True})
-    with pytest.raises(RuntimeError, match="broken.mp4"):
+    with pytest.raises(RuntimeError, match=r"broken\.mp4"):
         run_test(strict, str(videos / "tiny.pth"), work_dir=tmp_path / "wd2")
 
 
@@ -152,7 +152,7 @@ def test_bad_label_and_dump_name(videos, tmp_path):
     cfg = tiny_config(videos, **{"test_dataloader.dataset.ann_file": str(lst)})
     with pytest.raises(ValueError, match=r"list.txt: entry 2 .*label 7"):
         run_test(cfg, str(videos / "tiny.pth"), work_dir=tmp_path)
-    with pytest.raises(ValueError, match=".pkl"):
+    with pytest.raises(ValueError, match=r"\.pkl"):
         run_test(cfg, str(videos / "tiny.pth"), work_dir=tmp_path, dump="x.json")
 
 
