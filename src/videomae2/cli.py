@@ -13,6 +13,7 @@ import sys
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "test": ("videomae2.engine.evaluate", "test a model with the multi-view protocol"),
+    "predict": ("videomae2.engine.predict", "predict the class of one video"),
     "convert": ("videomae2.checkpoint.cli", "convert a checkpoint between layouts"),
 }
 
