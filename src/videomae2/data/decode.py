@@ -113,10 +113,15 @@ def _pyav_open(path: str):
         container = av.open(path)
     except (av.FFmpegError, OSError) as exc:
         raise VideoDecodeError(path, f"cannot open: {exc}") from exc
-    if not container.streams.video:
+    # Like decord's av_find_best_stream, skip cover-art streams (a single attached picture);
+    # among real video streams take the first.
+    streams = [
+        s for s in container.streams.video if not s.disposition & av.stream.Disposition.attached_pic
+    ]
+    if not streams:
         container.close()
         raise VideoDecodeError(path, "no video stream")
-    stream = container.streams.video[0]
+    stream = streams[0]
     stream.codec_context.thread_count = 1
     return container, stream
 
