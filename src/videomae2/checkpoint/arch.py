@@ -159,7 +159,6 @@ def vit_fields_from_hf(hf: Mapping) -> dict:
 def infer_vit_config(
     sd: Mapping[str, torch.Tensor],
     *,
-    metadata: Mapping[str, str] | None = None,
     hf_config: Mapping | None = None,
     model_name: str | None = None,
     num_heads: int | None = None,
@@ -168,18 +167,12 @@ def infer_vit_config(
 ) -> Inferred:
     """The ViTConfig of an original-layout classifier dict.
 
-    Precedence: the file's own config metadata; then for the head count `num_heads`,
-    `model_name`, the HF config, the registry size of the same width; frames/size from the
-    arguments, the HF config, a stored learned table, then 16 x 224. Everything else is read off
-    the tensor shapes.
+    Head count: `num_heads`, `model_name`, the HF config, the registry size of the same width.
+    Frames/size: the arguments, the HF config, a stored learned table, then 16 x 224. Everything
+    else is read off the tensor shapes. (Files with videomae2 config metadata skip this: see
+    `load.infer_architecture`.)
     """
     notes: list[str] = []
-    if metadata and metadata.get(META_CONFIG_CLASS) == "ViTConfig" and META_CONFIG in metadata:
-        cfg = json.loads(metadata[META_CONFIG])
-        cfg.update({k: v for k, v in (("num_frames", num_frames), ("img_size", img_size)) if v})
-        notes.append("architecture from the file's videomae2 config metadata")
-        return Inferred(cfg, metadata.get(META_MODEL) or None, notes)
-
     dims = _stack_dims(sd, "")
     size = _match_size(dims)
     name = _registry_name(size, "vit_") if size else None
@@ -251,7 +244,11 @@ def pretrain_dims(
     num_frames: int | None = None,
     img_size: int | None = None,
 ) -> Inferred:
-    """Encoder + decoder dimensions of an original-layout pretraining dict (shapes first)."""
+    """`PretrainConfig` fields of an original-layout pretraining dict (shapes first).
+
+    Decoder heads are not in the weights either: the HF config's, else decoder width / 64, which
+    is what every released size uses (pretraining.md §6: 192/3, 384/6, 512/8).
+    """
     notes: list[str] = []
     enc = _stack_dims(sd, "encoder.")
     if "mask_token" not in sd or not _block_ids(sd, "decoder.blocks."):
@@ -264,42 +261,64 @@ def pretrain_dims(
     heads = (
         num_heads or known.get("num_heads") or (SIZES[size_of(name)]["num_heads"] if name else None)
     )
-    dims = dict(
+    ratio = SIZES[size]["mlp_ratio"] if size else _mlp_ratio(enc["embed_dim"], enc["mlp_hidden"])
+    if int(dec_dim * ratio) != dec_hidden:
+        raise CheckpointError(
+            f"decoder MLP width {dec_hidden} != int({dec_dim} * encoder mlp_ratio {ratio:.4g}); "
+            "the pretraining model shares one mlp_ratio between encoder and decoder"
+        )
+    dec_heads = (hf_config or {}).get("decoder_num_attention_heads") or max(dec_dim // 64, 1)
+    cfg = dict(
         embed_dim=enc["embed_dim"],
         depth=enc["depth"],
         num_heads=_heads(enc, notes, heads, "encoder "),
-        mlp_hidden=enc["mlp_hidden"],
+        mlp_ratio=ratio,
         patch_size=enc["patch_size"],
         tubelet_size=enc["tubelet_size"],
         in_chans=enc["in_chans"],
         qkv_bias=enc["qkv_bias"],
+        init_values=LAYER_SCALE_PLACEHOLDER if enc["layer_scale"] else 0.0,
         decoder_embed_dim=dec_dim,
         decoder_depth=len(_block_ids(sd, "decoder.blocks.")),
-        decoder_num_heads=(hf_config or {}).get("decoder_num_attention_heads")
-        or max(dec_dim // 64, 1),
-        decoder_mlp_hidden=dec_hidden,
+        decoder_num_heads=dec_heads,
         num_frames=num_frames or known.get("num_frames") or DEFAULT_FRAMES,
         img_size=img_size or known.get("img_size") or DEFAULT_IMG,
     )
     if not hf_config:
-        notes.append(f"decoder heads {dims['decoder_num_heads']}: decoder width / 64 (spec §6)")
+        notes.append(f"decoder heads {dec_heads}: decoder width / 64 (spec pretraining §6)")
     if name:
         notes.append(f"shapes match registry model {name}")
-    return Inferred(dims, name, notes)
+    return Inferred(cfg, name, notes)
 
 
-def expected_shapes(cfg: Mapping) -> dict[str, tuple[int, ...]]:
-    """State-dict shapes of the classifier `cfg` describes (built on the meta device: no memory)."""
+def build_model(cfg: Mapping, cfg_class: str) -> torch.nn.Module:
+    """A classifier (``ViTConfig``) or pretraining model (``PretrainConfig``) from config fields."""
+    if cfg_class == "ViTConfig":
+        return VisionTransformer(ViTConfig.from_dict(dict(cfg)))
+    if cfg_class == "PretrainConfig":
+        from videomae2.models import pretrain  # imported only when a pretraining file needs it
+
+        return pretrain.PretrainVisionTransformer(pretrain.PretrainConfig(**dict(cfg)))
+    raise CheckpointError(f"unknown config class {cfg_class!r} in the checkpoint metadata")
+
+
+def expected_shapes(cfg: Mapping, cfg_class: str = "ViTConfig") -> dict[str, tuple[int, ...]]:
+    """State-dict shapes of the model `cfg` describes (built on the meta device: no memory)."""
     with torch.device("meta"):
-        model = VisionTransformer(ViTConfig.from_dict(dict(cfg)))
+        model = build_model(cfg, cfg_class)
     return {k: tuple(v.shape) for k, v in model.state_dict().items()}
 
 
 def check_against_config(
-    sd: Mapping[str, torch.Tensor], cfg: Mapping, *, source: str, layout: str
+    sd: Mapping[str, torch.Tensor],
+    cfg: Mapping,
+    *,
+    source: str,
+    layout: str,
+    cfg_class: str = "ViTConfig",
 ) -> None:
-    """Raise CheckpointMismatchError unless `sd` fits the classifier `cfg` exactly."""
-    want = expected_shapes(cfg)
+    """Raise CheckpointMismatchError unless `sd` fits the model `cfg` describes exactly."""
+    want = expected_shapes(cfg, cfg_class)
     missing = [k for k in want if k not in sd]
     unexpected = [k for k in sd if k not in want]
     mismatched = [
@@ -348,36 +367,37 @@ def hf_config(cfg: Mapping) -> dict:
     }
 
 
-def hf_pretrain_config(dims: Mapping) -> dict:
-    """HF ``VideoMAEForPreTraining`` config.json for `pretrain_dims` output.
+def hf_pretrain_config(cfg: Mapping) -> dict:
+    """HF ``VideoMAEForPreTraining`` config.json for `PretrainConfig` fields.
 
     ``use_mean_pooling`` is False because only then does HF build ``videomae.layernorm``, the
     home of the original ``encoder.norm``.
     """
+    D, Dd, ratio = cfg["embed_dim"], cfg["decoder_embed_dim"], cfg.get("mlp_ratio", 4.0)
     return {
         "architectures": ["VideoMAEForPreTraining"],
         "model_type": "videomae",
-        "hidden_size": dims["embed_dim"],
-        "num_hidden_layers": dims["depth"],
-        "num_attention_heads": dims["num_heads"],
-        "intermediate_size": dims["mlp_hidden"],
+        "hidden_size": D,
+        "num_hidden_layers": cfg["depth"],
+        "num_attention_heads": cfg["num_heads"],
+        "intermediate_size": int(D * ratio),
         "hidden_act": "gelu",
         "hidden_dropout_prob": 0.0,
         "attention_probs_dropout_prob": 0.0,
         "initializer_range": 0.02,
-        "layer_norm_eps": 1e-6,
-        "image_size": dims["img_size"],
-        "patch_size": dims["patch_size"],
-        "num_channels": dims["in_chans"],
-        "num_frames": dims["num_frames"],
-        "tubelet_size": dims["tubelet_size"],
-        "qv_bias": dims["qkv_bias"],
-        "qkv_bias": dims["qkv_bias"],
+        "layer_norm_eps": cfg.get("norm_eps", 1e-6),
+        "image_size": cfg.get("img_size", DEFAULT_IMG),
+        "patch_size": cfg["patch_size"],
+        "num_channels": cfg.get("in_chans", 3),
+        "num_frames": cfg.get("num_frames", DEFAULT_FRAMES),
+        "tubelet_size": cfg.get("tubelet_size", 2),
+        "qv_bias": cfg.get("qkv_bias", True),
+        "qkv_bias": cfg.get("qkv_bias", True),
         "use_mean_pooling": False,
-        "decoder_hidden_size": dims["decoder_embed_dim"],
-        "decoder_num_hidden_layers": dims["decoder_depth"],
-        "decoder_num_attention_heads": dims["decoder_num_heads"],
-        "decoder_intermediate_size": dims["decoder_mlp_hidden"],
+        "decoder_hidden_size": Dd,
+        "decoder_num_hidden_layers": cfg["decoder_depth"],
+        "decoder_num_attention_heads": cfg["decoder_num_heads"],
+        "decoder_intermediate_size": int(Dd * ratio),
         "norm_pix_loss": True,
     }
 
@@ -386,21 +406,7 @@ def build_from_metadata(metadata: Mapping[str, str]) -> torch.nn.Module | None:
     """The model a videomae2 safetensors file describes, or None if it carries no config."""
     cls = metadata.get(META_CONFIG_CLASS)
     raw = metadata.get(META_CONFIG)
-    if cls == "ViTConfig" and raw:
-        return VisionTransformer(ViTConfig.from_dict(json.loads(raw)))
-    if cls == "PretrainConfig" and raw:
-        from videomae2.models import pretrain  # written separately; imported only when needed
-
-        cfg_cls = pretrain.PretrainConfig
-        values = json.loads(raw)
-        cfg = cfg_cls.from_dict(values) if hasattr(cfg_cls, "from_dict") else cfg_cls(**values)
-        return pretrain.PretrainVisionTransformer(cfg)
+    if cls and raw:
+        return build_model(json.loads(raw), cls)
     name = metadata.get(META_MODEL)
-    if not name:
-        return None
-    dims = json.loads(raw) if raw else {}
-    grid = {k: dims[k] for k in ("num_frames", "img_size") if k in dims}
-    try:
-        return create_model(name, **grid)
-    except TypeError:  # a family whose config has no such fields: build-time size is fixed
-        return create_model(name)
+    return create_model(name) if name else None

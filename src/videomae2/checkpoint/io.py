@@ -82,6 +82,13 @@ def _read_hf_folder(folder: Path) -> RawCheckpoint:
     return RawCheckpoint(sd, str(folder), "hf-folder", metadata, config)
 
 
+def _looks_like_safetensors(path: Path) -> bool:
+    # 8-byte little-endian header length, then the JSON header; torch files are zip ("PK").
+    with open(path, "rb") as f:
+        head = f.read(9)
+    return len(head) == 9 and head[8:9] == b"{" and int.from_bytes(head[:8], "little") > 1
+
+
 def read_checkpoint_file(path: PathLike) -> RawCheckpoint:
     """Read a ``.safetensors`` file, a torch file (``.pth``/``.pt``/``.bin``…) or an HF folder."""
     p = Path(path)
@@ -89,7 +96,7 @@ def read_checkpoint_file(path: PathLike) -> RawCheckpoint:
         return _read_hf_folder(p)
     if not p.is_file():
         raise FileNotFoundError(f"checkpoint not found: {p}")
-    if p.suffix == ".safetensors":
+    if p.suffix == ".safetensors" or _looks_like_safetensors(p):
         sd, metadata = _safetensors_load(p)
         return RawCheckpoint(sd, str(p), "safetensors", metadata)
     return RawCheckpoint(_torch_load(p), str(p), "torch")

@@ -137,7 +137,10 @@ class LoadReport:
             ("WRONG SHAPE (not loaded)", [f"{k} {e} vs {g}" for k, e, g in self.mismatched]),
         ):
             if items:
-                lines.append(f"  {title} ({len(items)}): {', '.join(items)}")
+                shown = ", ".join(items[:12]) + (
+                    f", ... {len(items) - 12} more" * (len(items) > 12)
+                )
+                lines.append(f"  {title} ({len(items)}): {shown}")
         return "\n".join(lines)
 
 
@@ -283,7 +286,7 @@ def load_checkpoint(
             f"non-strict load of {ck.source}: {len(report.missing)} missing, "
             f"{len(report.unexpected)} unexpected, {len(report.mismatched)} wrong-shape keys "
             f"(see the returned report): missing {report.missing[:10]}",
-            stacklevel=2,
+            stacklevel=3,
         )
     return report
 
@@ -383,6 +386,32 @@ def _write(
     return notes
 
 
+def infer_architecture(
+    sd: StateDict,
+    family: str,
+    *,
+    metadata: Mapping[str, str] | None = None,
+    hf_config: Mapping | None = None,
+    model_name: str | None = None,
+    num_heads: int | None = None,
+    num_frames: int | None = None,
+    img_size: int | None = None,
+) -> tuple[arch.Inferred, str]:
+    """(architecture, config class name) of an internal-layout dict of `family`."""
+    overrides = model_name or num_heads or num_frames or img_size
+    cls = (metadata or {}).get(arch.META_CONFIG_CLASS)
+    if cls and arch.META_CONFIG in metadata and not overrides:
+        cfg = json.loads(metadata[arch.META_CONFIG])
+        note = "architecture from the file's videomae2 config metadata"
+        return arch.Inferred(cfg, metadata.get(arch.META_MODEL) or None, [note]), cls
+    grid = dict(
+        model_name=model_name, num_heads=num_heads, num_frames=num_frames, img_size=img_size
+    )
+    if family == ORIGINAL_PRETRAIN:
+        return arch.pretrain_dims(sd, hf_config=hf_config, **grid), "PretrainConfig"
+    return arch.infer_vit_config(sd, hf_config=hf_config, **grid), "ViTConfig"
+
+
 def convert_checkpoint(
     source: Source,
     dst: str | os.PathLike,
@@ -398,8 +427,9 @@ def convert_checkpoint(
     """Convert any supported checkpoint to `to` (one of ``TARGETS``) at `dst`.
 
     The architecture comes from the file's metadata, an HF config.json, or the tensor shapes
-    (heads from the registry size of that width/depth, or `model_name`); a classifier is checked
-    tensor-by-tensor against a model of that config before anything is written.
+    (heads from the registry size of that width/depth, or `model_name` / `num_heads`). The
+    tensors are checked one by one against a model of that config (built on the meta device)
+    before anything is written, so the output is known to load strictly.
     """
     if to not in TARGETS:
         raise CheckpointError(f"unknown output format {to!r}; choose one of {', '.join(TARGETS)}")
@@ -412,31 +442,23 @@ def convert_checkpoint(
             raise CheckpointError("--head-map applies to classifiers; this is a pretraining file")
         sd = select_head_rows(sd, head_index)
         notes.append(f"head rows selected by a {len(load_head_index(head_index))}-entry map")
-    if family == ORIGINAL:
-        inferred = arch.infer_vit_config(
-            sd,
-            metadata=ck.metadata,
-            hf_config=ck.hf_config,
-            model_name=model_name,
-            num_heads=num_heads,
-            num_frames=num_frames,
-            img_size=img_size,
-        )
+    inferred, cfg_class = infer_architecture(
+        sd,
+        family,
+        metadata=ck.metadata,
+        hf_config=ck.hf_config,
+        model_name=model_name,
+        num_heads=num_heads,
+        num_frames=num_frames,
+        img_size=img_size,
+    )
+    if cfg_class == "ViTConfig":  # the head may have been re-mapped
         inferred.config["num_classes"] = (
             int(sd["head.weight"].shape[0]) if "head.weight" in sd else 0
         )
-        arch.check_against_config(sd, inferred.config, source=ck.source, layout=ck.layout)
-        cfg_class = "ViTConfig"
-    else:
-        inferred = arch.pretrain_dims(
-            sd,
-            hf_config=ck.hf_config,
-            model_name=model_name,
-            num_heads=num_heads,
-            num_frames=num_frames,
-            img_size=img_size,
-        )
-        cfg_class = "dims"
+    arch.check_against_config(
+        sd, inferred.config, source=ck.source, layout=ck.layout, cfg_class=cfg_class
+    )
     notes += inferred.notes
     notes += _write(sd, family, to, dst, inferred, cfg_class)
     return ConvertReport(
@@ -445,33 +467,20 @@ def convert_checkpoint(
 
 
 def save_weights(model: nn.Module, path: str | os.PathLike, *, to: str = "safetensors") -> None:
-    """Save `model`'s weights as `to` (default: safetensors carrying the model config).
+    """Save `model`'s weights as `to` (one of ``TARGETS``; default safetensors + config).
 
-    The safetensors file records the config (``model.config.to_dict()``) and the registry name
-    in its metadata, so `load_model(path)` rebuilds the same model with no other argument.
+    The safetensors file records the model's config (``model.config.to_dict()``) and registry
+    name in its metadata, so `load_model(path)` rebuilds the same model with no other argument.
     """
     target = _target(model)
     sd = {k: v.detach().cpu() for k, v in target.state_dict().items()}
-    family = ORIGINAL_PRETRAIN if any(k.startswith("encoder.") for k in sd) else ORIGINAL
+    family = ORIGINAL_PRETRAIN if _has(sd, "encoder.") else ORIGINAL
     config = getattr(target, "config", None)
-    cfg_dict = config.to_dict() if hasattr(config, "to_dict") else None
-    if family == ORIGINAL:
-        shape_inferred = arch.infer_vit_config(sd)
-        cfg_class = "ViTConfig"
-        inferred = arch.Inferred(cfg_dict or shape_inferred.config, shape_inferred.name)
-        shapes = {k: tuple(v.shape) for k, v in sd.items()}
-        if cfg_dict and arch.expected_shapes(cfg_dict) != shapes:
-            raise CheckpointError("model.config does not describe the model's state dict")
-    else:
-        grid = {
-            k: getattr(config, k, None) for k in ("num_frames", "img_size") if config is not None
-        }
-        dims = arch.pretrain_dims(sd, **grid)
-        inferred = dims
-        cfg_class = "dims"
-        if cfg_dict is not None and to == "safetensors":
-            inferred = arch.Inferred(cfg_dict, dims.name)
-            cfg_class = type(config).__name__
+    grid = {k: getattr(config, k, None) for k in ("num_frames", "img_size")}
+    inferred, cfg_class = infer_architecture(sd, family, **grid)
+    if config is not None and hasattr(config, "to_dict"):
+        inferred = arch.Inferred(config.to_dict(), inferred.name)
+        cfg_class = type(config).__name__
     _write(sd, family, to, path, inferred, cfg_class)
 
 
@@ -484,40 +493,24 @@ def load_model(
     num_frames: int | None = None,
     img_size: int | None = None,
 ) -> nn.Module:
-    """Build the model a checkpoint describes and load it (eval mode).
+    """Build the model a checkpoint describes and load it strictly (returned in eval mode).
 
-    A safetensors file written by `save_weights`/``convert --to safetensors`` needs nothing else.
-    Other files: the architecture is inferred as in `convert_checkpoint` (pass `model_name` to
-    pick the head count, `num_frames`/`img_size` for a non-default clip).
+    A safetensors file written by `save_weights` or ``convert --to safetensors`` needs nothing
+    else. Other files: the architecture is inferred as in `convert_checkpoint`.
     """
     ck = read_checkpoint(source)
-    model = None
-    if ck.metadata and not (model_name or num_heads or num_frames or img_size):
-        model = arch.build_from_metadata(ck.metadata)
-    if model is None:
-        sd, _ = _check_pos_embed(ck.state_dict, set(), ck.source, learned_ok=True)
-        if ck.is_pretrain:
-            inferred = arch.pretrain_dims(
-                sd, hf_config=ck.hf_config, model_name=model_name, num_heads=num_heads
-            )
-            if not inferred.name:
-                raise CheckpointError(f"{ck.source}: no registry pretraining model matches")
-            model = arch.build_from_metadata(
-                _metadata(ORIGINAL_PRETRAIN, inferred.name, inferred.config, "dims")
-            )
-        else:
-            inferred = arch.infer_vit_config(
-                sd,
-                metadata=ck.metadata,
-                hf_config=ck.hf_config,
-                model_name=model_name,
-                num_heads=num_heads,
-                num_frames=num_frames,
-                img_size=img_size,
-            )
-            from videomae2.models.vit import VisionTransformer, ViTConfig
-
-            model = VisionTransformer(ViTConfig.from_dict(inferred.config))
+    sd, _ = _check_pos_embed(ck.state_dict, set(), ck.source, learned_ok=True)
+    inferred, cfg_class = infer_architecture(
+        sd,
+        internal_layout(ck.layout),
+        metadata=ck.metadata,
+        hf_config=ck.hf_config,
+        model_name=model_name,
+        num_heads=num_heads,
+        num_frames=num_frames,
+        img_size=img_size,
+    )
+    model = arch.build_model(inferred.config, cfg_class)
     load_checkpoint(model, ck, strict)
     return model.eval()
 
@@ -528,6 +521,7 @@ __all__ = [
     "LoadReport",
     "SourceCheckpoint",
     "convert_checkpoint",
+    "infer_architecture",
     "load_checkpoint",
     "load_model",
     "load_weights",
