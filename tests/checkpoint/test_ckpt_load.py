@@ -486,3 +486,27 @@ def test_wrapped_targets(tmp_path):
     wrapped = Compiled(tiny(seed=4))
     load_weights(wrapped, original_to_mmaction2(ref.state_dict()))
     assert_same_tensors(wrapped._orig_mod.state_dict(), ref.state_dict())
+
+
+def test_encoder_only_pretraining_file():
+    """Encoder-only `encoder.*` files (no decoder) still start a classifier strictly."""
+    sd = {k: v for k, v in pretrain_state_dict().items() if k.startswith("encoder.")}
+    model = tiny(seed=1)
+    report = load_weights(model, {"model": sd})
+    assert report.complete and report.dropped == ["encoder.norm.weight", "encoder.norm.bias"]
+    assert torch.equal(model.blocks[1].mlp.fc2.bias, sd["encoder.blocks.1.mlp.fc2.bias"])
+    with pytest.raises(CheckpointError, match="encoder-only"):
+        convert_checkpoint(sd, "/nonexistent/x.safetensors", "safetensors", num_heads=1)
+
+
+def test_bare_hf_base_model_keys():
+    """A bare transformers VideoMAEModel saves without the 'videomae.' prefix."""
+    ref = tiny(use_mean_pooling=False)
+    hf = original_to_hf(ref.state_dict(), legacy_bias_names=True)
+    bare = {k.removeprefix("videomae."): v for k, v in hf.items() if k.startswith("videomae.")}
+    model = tiny(seed=1, use_mean_pooling=False)
+    report = load_weights(model, bare, fresh=("head.",))
+    assert report.layout == "hf" and report.fresh == ["head.weight", "head.bias"]
+    for k, v in ref.state_dict().items():
+        if not k.startswith("head."):
+            assert torch.equal(model.state_dict()[k], v), k

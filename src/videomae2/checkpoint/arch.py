@@ -252,7 +252,11 @@ def pretrain_dims(
     notes: list[str] = []
     enc = _stack_dims(sd, "encoder.")
     if "mask_token" not in sd or not _block_ids(sd, "decoder.blocks."):
-        raise CheckpointError("pretraining checkpoint without mask_token / decoder blocks")
+        raise CheckpointError(
+            "encoder-only pretraining checkpoint (no mask_token / decoder blocks): there is no "
+            "pretraining model to build from it; load its encoder into a classifier with "
+            "load_weights (head and fc_norm start fresh)"
+        )
     dec_dim = int(sd["mask_token"].shape[-1])
     dec_hidden = int(sd["decoder.blocks.0.mlp.fc1.weight"].shape[0])
     size = _match_size(enc)

@@ -95,6 +95,8 @@ def detect_layout(keys: object) -> str:
         if has("decoder.decoder_layers.", "encoder_to_decoder.") or "mask_token" in keys:
             return HF_PRETRAIN
         return HF
+    if has("embeddings.patch_embeddings.", "encoder.layer."):
+        return HF  # a bare VideoMAEModel: the converter adds the "videomae." prefix
     if has("encoder.blocks.", "encoder.patch_embed.", "decoder.blocks."):
         return ORIGINAL_PRETRAIN
     if has("blocks.", "patch_embed.", "fc_norm.", "head."):

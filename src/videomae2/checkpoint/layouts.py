@@ -155,6 +155,8 @@ HF_LEGACY_BIAS_NAMES = (
     ("attention.attention.value.bias", "attention.attention.v_bias"),
 )
 _HF_KEY_BIAS = "attention.attention.key.bias"
+HF_BASE_PREFIX = "videomae."
+HF_BASE_KEYS = ("embeddings.patch_embeddings.", "encoder.layer.", "layernorm.")
 
 
 # ------------------------------------------------------------------------------------ helpers
@@ -264,7 +266,15 @@ def _to_hf(sd: Mapping[str, Tensor], table: KeyTable, legacy_bias_names: bool) -
     return _suffix_rename(out, HF_LEGACY_BIAS_NAMES) if legacy_bias_names else out
 
 
+def _with_base_prefix(sd: Mapping[str, Tensor]) -> Mapping[str, Tensor]:
+    # A bare VideoMAEModel (no task head) saves its keys without the "videomae." prefix.
+    if any(k.startswith(HF_BASE_PREFIX) for k in sd):
+        return sd
+    return {(HF_BASE_PREFIX + k if k.startswith(HF_BASE_KEYS) else k): v for k, v in sd.items()}
+
+
 def _from_hf(sd: Mapping[str, Tensor], table: KeyTable) -> StateDict:
+    sd = _with_base_prefix(sd)
     sd = _suffix_rename(sd, tuple((b, a) for a, b in HF_LEGACY_BIAS_NAMES))
     kept: StateDict = {}
     for key, value in sd.items():
