@@ -341,3 +341,63 @@ def test_cli_parses_and_rejects_unknown_keys(tmp_path):
     args.cfg_options = ["train.epoch=3"]
     with pytest.raises(ValueError, match="unknown config key"):
         resolve_config(args)
+
+
+class _OracleModel(torch.nn.Module):
+    """Predicts the exact normalised targets: a perfect reconstruction must give the input back."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        from videomae2.models.pretrain import PretrainConfig
+
+        self.config = PretrainConfig(img_size=32, num_frames=4)
+        self.w = torch.nn.Parameter(torch.zeros(1))
+
+    def forward(self, videos, mask, decode_mask=None):
+        from videomae2.losses import pretrain_targets
+
+        decode_vis = mask if decode_mask is None else ~decode_mask
+        t = pretrain_targets(videos)
+        return t[decode_vis].reshape(videos.shape[0], -1, t.shape[-1])
+
+
+def test_reconstruction_rows_undo_the_target_normalisation():
+    from videomae2.masking import running_cell_mask, tube_mask
+    from videomae2.visualize import reconstruct, reconstruction_grid
+
+    rng = np.random.default_rng(0)
+    clip = rng.integers(0, 256, size=(4, 32, 32, 3), dtype=np.uint8)
+    g = torch.Generator().manual_seed(0)
+    mask = tube_mask(1, (2, 2, 2), 0.5, g)
+    dmask = running_cell_mask(1, (2, 2, 2), 0.5, g)
+    rows = reconstruct(_OracleModel(), clip, mask, dmask)
+    assert np.array_equal(rows["input"], clip)
+    hidden_decoded = (mask & ~dmask).reshape(2, 2, 2)
+    for t in range(4):
+        for y in range(2):
+            for x in range(2):
+                patch = np.s_[t, y * 16 : (y + 1) * 16, x * 16 : (x + 1) * 16]
+                if hidden_decoded[t // 2, y, x]:
+                    assert np.abs(rows["composite"][patch].astype(int) - clip[patch]).max() <= 1
+                elif mask.reshape(2, 2, 2)[t // 2, y, x]:
+                    assert (rows["composite"][patch] == 128).all()  # hidden, not decoded: grey
+                else:
+                    assert np.array_equal(rows["composite"][patch], clip[patch])
+    image = reconstruction_grid(_OracleModel(), clip, mask, dmask)
+    assert image.size == (130 + 2 * (128 + 2), 4 * (128 + 2))
+
+
+def test_visualize_cli_on_a_trained_checkpoint(videos, tmp_path):
+    from videomae2.cli import main
+
+    run_pretrain(make_cfg(tmp_path, videos, **{"train.max_steps": 1}))
+    out = tmp_path / "recon.png"
+    video = sorted(videos.iterdir())[0]
+    ckpt_path = U.checkpoint_path(tmp_path, 1)
+    assert (
+        main(["visualize-mae", str(video), "--checkpoint", str(ckpt_path), "--out", str(out)]) == 0
+    )
+    from PIL import Image
+
+    with Image.open(out) as img:
+        assert img.size == (130 + 4 * (128 + 2), 4 * (128 + 2))
