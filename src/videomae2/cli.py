@@ -16,6 +16,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "predict": ("videomae2.engine.predict", "predict the class of one video"),
     "convert": ("videomae2.checkpoint.cli", "convert a checkpoint between layouts"),
     "pretrain": ("videomae2.engine.pretrain", "masked-autoencoder pretraining (dual masking)"),
+    "visualize-mae": ("videomae2.visualize", "picture of an MAE reconstruction (PNG)"),
 }
 
 
