@@ -401,3 +401,53 @@ def test_visualize_cli_on_a_trained_checkpoint(videos, tmp_path):
 
     with Image.open(out) as img:
         assert img.size == (130 + 4 * (128 + 2), 4 * (128 + 2))
+
+
+@pytest.mark.parametrize("name", ["vit_s", "vit_b", "vit_l", "vit_h", "vit_g", "tiny_cpu"])
+def test_recipes_load_and_build_on_meta(name):
+    from videomae2.engine.pretrain import build_model
+    from videomae2.optim import scale_lr
+
+    cfg = load_config(ROOT / "configs" / "pretrain" / f"{name}.py", PretrainJobConfig)
+    with torch.device("meta"):
+        model = build_model(cfg)
+    assert model.config.num_frames == cfg.data.num_frames
+    if name == "tiny_cpu":
+        return
+    assert model.config.decoder_depth == 4 and cfg.data.num_sample == 4
+    assert (cfg.masks.mask_ratio, cfg.masks.decoder_mask_ratio) == (0.9, 0.5)
+    assert tuple(cfg.optim.betas) == (0.9, 0.95) and cfg.optim.weight_decay == 0.05
+    gpus, peak = {
+        "vit_s": (32, 4e-3),
+        "vit_b": (32, 4e-3),
+        "vit_l": (48, 6e-3),
+        "vit_h": (64, 8e-3),
+        "vit_g": (64, 4.8e-3),
+    }[name]
+    assert scale_lr(cfg.optim.base_lr, cfg.train.batch_size, gpus) == pytest.approx(peak)
+    assert (cfg.optim.clip_grad is not None) == (name == "vit_g")
+    assert cfg.model.grad_checkpointing == (name in ("vit_h", "vit_g"))
+
+
+def test_raw_frame_folder_list(tmp_path):
+    from PIL import Image
+
+    folder = tmp_path / "clip0"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(1, 13):  # 1-based frame files, as the original's raw-frame folders
+        Image.fromarray(rng.integers(0, 256, (40, 48, 3), dtype=np.uint8)).save(
+            folder / f"img_{i:05}.jpg"
+        )
+    (tmp_path / "list.txt").write_text("clip0 1 12\n")
+    records = load_pretrain_records(str(tmp_path / "list.txt"), str(tmp_path))
+    assert records[0].start_idx == 1 and records[0].total_frames == 12
+    ds = PretrainDataset(records, num_frames=4, input_size=32, num_sample=1)
+    item = ds[0]
+    assert item["videos"].shape == (1, 3, 4, 32, 32) and not item["errors"]
+
+
+def test_rerun_at_max_steps_does_nothing(videos, tmp_path):
+    run_pretrain(make_cfg(tmp_path, videos, **{"train.max_steps": 2}))
+    result = run_pretrain(make_cfg(tmp_path, videos, **{"train.max_steps": 2}))
+    assert result["step"] == 2 and U.list_checkpoints(tmp_path)[-1][0] == 2

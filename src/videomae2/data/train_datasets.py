@@ -103,15 +103,20 @@ def load_pretrain_records(
     if not Path(ann_file).is_file():
         raise FileNotFoundError(f"annotation file not found: {ann_file}")
     if _is_original_list(ann_file):
-        raw = parse_pretrain_list(ann_file)
+        # The original joins root and path as written (raw-frame folders have no extension).
+        records = [
+            PretrainRecord(os.path.join(data_root, r.path), r.start_idx, r.total_frames)
+            for r in parse_pretrain_list(ann_file)
+        ]
     else:
-        raw = [PretrainRecord(r.filename, 0, -1) for r in parse_video_list(ann_file)]
-    if not raw:
+        # mmaction2's rule: join with the prefix, '.mp4' appended to a bare name.
+        records = [
+            PretrainRecord(resolve_video_path(data_root or None, r.filename), 0, -1)
+            for r in parse_video_list(ann_file)
+        ]
+    if not records:
         raise ValueError(f"{ann_file}: no entries")
-    root = data_root or None
-    return [
-        PretrainRecord(resolve_video_path(root, r.path), r.start_idx, r.total_frames) for r in raw
-    ]
+    return records
 
 
 def epoch_batches(

@@ -9,6 +9,11 @@ Resumable to the bit: the data order and every augmentation/mask are functions o
 `(seed, epoch, index)`, the checkpoint holds model, optimizer, scaler, step and every rank's RNG
 state, and a resumed run skips the batches already consumed in its epoch.
 
+Gradient accumulation and DDP average per-micro-batch / per-rank losses, each the batch-pooled
+`Σ(l·lm)/Σ(lm)` of its own clips (as the original's DDP). That equals one big batch exactly when
+every clip has the same number of loss tokens, which holds for the released settings (tube +
+running cell with T' a multiple of 4, and v1 decoding always); otherwise it is a weighted mean.
+
 Distributed with torchrun: DDP (default) or FSDP2 (`train.parallel=fsdp`, `fully_shard` per
 block). Checkpoints always hold the plain original-layout state dict (`encoder.*`, ...), gathered
 from the shards and without wrapper prefixes, so they load into `vit_*` classifiers directly.
@@ -321,9 +326,12 @@ def _train(cfg: PretrainJobConfig, env: D.DistEnv) -> dict[str, Any]:
     bad_log = work / "bad_videos.txt"
     params = [p for p in core.parameters() if p.requires_grad]
     loss_value = float("nan")
-    saved: str | None = None
+    saved: str | None = resume or None
+    if tc.max_steps > 0 and step >= tc.max_steps:
+        D.rank_print(env, f"already at step {step} >= max_steps={tc.max_steps}: nothing to do")
+        return dict(step=step, loss=loss_value, checkpoint=saved)
 
-    def save(epoch: int) -> str:
+    def save() -> str:
         model_sd, optim_sd = gather_state(model, optimizer)
         rng = _gather_rng(env)
         path = U.checkpoint_path(work, step)
@@ -334,7 +342,7 @@ def _train(cfg: PretrainJobConfig, env: D.DistEnv) -> dict[str, Any]:
                     "optimizer": optim_sd,
                     "scaler": scaler.state_dict(),
                     "step": step,
-                    "epoch": epoch,
+                    "epoch": step // steps_per_epoch,  # completed epochs
                     "rng": rng,
                     "config": to_dict(cfg),
                     "model_config": mcfg.to_dict(),
@@ -426,7 +434,7 @@ def _train(cfg: PretrainJobConfig, env: D.DistEnv) -> dict[str, Any]:
                 or (tc.save_every_steps > 0 and step % tc.save_every_steps == 0)
                 or (epoch_end and ((epoch + 1) % tc.save_ckpt_freq == 0 or last_epoch))
             ):
-                saved = save(epoch + 1 if epoch_end else epoch)
+                saved = save()
             if stop:
                 D.rank_print(env, f"stopped at max_steps={tc.max_steps}; checkpoint {saved}")
                 return dict(step=step, loss=loss_value, checkpoint=saved)
