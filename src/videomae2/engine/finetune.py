@@ -414,7 +414,7 @@ def validate(
     return out
 
 
-def test_config(cfg: Any, env: D.DistEnv, precision: U.Precision) -> TestConfig:
+def build_test_config(cfg: Any, env: D.DistEnv, precision: U.Precision) -> TestConfig:
     """The `videomae2 test` config equivalent to this run's model and data."""
     mc, d, t = cfg.model, cfg.data, cfg.test
     tc = TestConfig()
@@ -452,7 +452,7 @@ def final_test(
     """Run the test job on `weights`; a remapped list is written first if the test labels come
     from another label space (`test.label_index`)."""
     work = Path(cfg.work_dir)
-    tc = test_config(cfg, env, precision)
+    tc = build_test_config(cfg, env, precision)
     t, d = cfg.test, cfg.data
     index_path = t.label_index or (d.val_label_index if not t.ann_file else "")
     if index_path:
@@ -722,7 +722,8 @@ def validate_run(run: Run, epoch: int, val_logger: U.CSVLogger) -> None:
         run.best.update(top1=top1, epoch=epoch)
         if run.env.is_main:
             state = _cpu_state(run.trainee.classifier)
-            _save_weights(run, state, run.work / "checkpoint-best.pth", epoch=epoch, step=run.step)
+            best_path = run.work / "checkpoint-best.pth"
+            _save_weights(run, state, best_path, epoch=epoch, step=run.step, metrics=metrics)
     if run.env.is_main:
         row = dict(step=run.step, epoch=epoch, top1=top1, best_top1=run.best["top1"])
         row.update(top5=metrics.get("acc/top5", 0.0), mean1=metrics.get("acc/mean1", 0.0))

@@ -1,0 +1,67 @@
+# vit_h_k400_ft: finetune-distill.md §5
+# (32 GPUs x 4 clips, base lr 0.001 -> actual 0.0005).
+# Launch (4 nodes x 8 GPUs): torchrun --nproc_per_node=8 --nnodes=4 ... \
+#   -m videomae2 finetune configs/finetune/vit_h_k400_ft.py
+# With fewer GPUs keep the actual lr: raise train.accum_steps (counted in the lr) or set
+# optim.base_lr so that base_lr * batch_size * accum_steps * world_size / 256 = 0.0005.
+from videomae2.engine.finetune import (
+    AugmentConfig,
+    FinalTestConfig,
+    FinetuneDataConfig,
+    FinetuneJobConfig,
+    FinetuneModelConfig,
+    FinetuneOptimConfig,
+    FinetuneRunConfig,
+)
+
+config = FinetuneJobConfig(
+    model=FinetuneModelConfig(
+        arch="vit_huge_patch16_224",
+        num_classes=400,
+        drop_path_rate=0.2,
+        head_drop_rate=0.5,
+        init_scale=0.001,
+        grad_checkpointing=False,
+        # ViT-H pretrained 1200 epochs
+        pretrained="work_dirs/pretrain_vit_h/checkpoint-last.pth",
+    ),
+    data=FinetuneDataConfig(
+        ann_files=("data/kinetics400/kinetics400_train_list_videos.txt",),
+        data_prefixes=("data/kinetics400/videos_train",),
+        val_ann_file="data/kinetics400/kinetics400_val_list_videos.txt",
+        val_data_prefix="data/kinetics400/videos_val",
+        sampling="dense",
+        num_frames=16,
+        frame_interval=4,
+        input_size=224,
+        val_mode="original",
+        num_sample=2,
+        num_workers=8,
+    ),
+    aug=AugmentConfig(
+        rand_augment="rand-m7-n4-mstd0.5-inc1",
+        flip=True,
+        erase_prob=0.25,
+        mixup=0.8,
+        cutmix=1.0,
+        label_smoothing=0.1,
+    ),
+    optim=FinetuneOptimConfig(
+        base_lr=0.001,
+        min_lr=1e-6,
+        warmup_epochs=5,
+        weight_decay=0.05,
+        layer_decay=0.8,
+        betas=(0.9, 0.999),
+        clip_grad=None,
+    ),
+    train=FinetuneRunConfig(
+        epochs=40,
+        batch_size=4,
+        precision="auto",  # bf16 autocast on GPUs that have it (the original used DeepSpeed fp16)
+        save_ckpt_freq=1,
+        keep_last=2,
+    ),
+    test=FinalTestConfig(num_clips=5, crop="three_crop", batch_size=1),
+    work_dir="work_dirs/vit_h_k400_ft",
+)
