@@ -15,6 +15,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "test": ("videomae2.engine.evaluate", "test a model with the multi-view protocol"),
     "predict": ("videomae2.engine.predict", "predict the class of one video"),
     "convert": ("videomae2.checkpoint.cli", "convert a checkpoint between layouts"),
+    "make-dataset": ("videomae2.data.generated", "write a generated video dataset"),
     "pretrain": ("videomae2.engine.pretrain", "masked-autoencoder pretraining (dual masking)"),
     "visualize-mae": ("videomae2.visualize", "picture of an MAE reconstruction (PNG)"),
 }
