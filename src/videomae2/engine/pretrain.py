@@ -229,6 +229,21 @@ def _gather_rng(env: D.DistEnv) -> list[dict[str, torch.Tensor]]:
     return states
 
 
+def _changed_keys(old: dict, new: dict, prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ between two nested config dicts."""
+    out = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        name = f"{prefix}{key}"
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += _changed_keys(a, b, name + ".")
+        elif (list(a) if isinstance(a, tuple | list) else a) != (
+            list(b) if isinstance(b, tuple | list) else b
+        ):
+            out.append(name)
+    return out
+
+
 # ---------------------------------------------------------------------------------------- job
 
 
@@ -304,6 +319,9 @@ def _train(cfg: PretrainJobConfig, env: D.DistEnv) -> dict[str, Any]:
         if ckpt.get("scaler"):
             scaler.load_state_dict(ckpt["scaler"])
         step = int(ckpt["step"])
+        changed = _changed_keys(ckpt.get("config", {}), to_dict(cfg))
+        if changed:
+            D.rank_print(env, f"note: config differs from the checkpoint's in {changed}")
         rng = ckpt["rng"]
         if len(rng) == env.world_size:
             U.restore_rng_state(rng[env.rank])
@@ -319,7 +337,10 @@ def _train(cfg: PretrainJobConfig, env: D.DistEnv) -> dict[str, Any]:
         f"{env.world_size} process(es), peak lr {peak:.3g}, precision {precision.name}, "
         f"device {device}",
     )
-    logger = U.CSVLogger(work / "log.csv", LOG_FIELDS, step if resume else None)
+    # rank 0 alone owns the log (creating a logger rewrites the file)
+    logger = (
+        U.CSVLogger(work / "log.csv", LOG_FIELDS, step if resume else None) if env.is_main else None
+    )
     progress = Progress(
         total_steps - step, unit="step", every=tc.log_interval_s, enabled=env.is_main
     )
@@ -421,7 +442,7 @@ def _train(cfg: PretrainJobConfig, env: D.DistEnv) -> dict[str, Any]:
                 time=round(time.perf_counter() - t0, 4),
                 data_time=round(data_time, 4),
             )
-            if env.is_main:
+            if logger is not None:
                 logger.log(row)
             extra = f"epoch {epoch + 1}/{tc.epochs} step {step}/{total_steps} lr {lr:.3g} "
             extra += f"loss {loss_value:.4f} grad_norm {grad_norm:.3g}"
