@@ -176,9 +176,9 @@ def load_teacher(
             teacher = VisionTransformer(ViTConfig.from_dict(raw["model_config"]))
             load_weights(teacher, tc.checkpoint, strict=True)
         else:
-            teacher = load_model(
-                tc.checkpoint, num_heads=tc.num_heads, num_frames=num_frames, img_size=img_size
-            )
+            # frames / size are not passed: they would override a file's config metadata, and
+            # the computed position table follows the input grid anyway
+            teacher = load_model(tc.checkpoint, num_heads=tc.num_heads)
     if tc.head_index:
         _select_head_rows_(teacher, F.read_index(tc.head_index))
     classes = teacher.head.out_features
