@@ -89,20 +89,30 @@ def num_threads(n: int) -> Iterator[None]:
         torch.set_num_threads(old)
 
 
-def time_calls(fn: Callable[[], object], repeats: int, warmup: int) -> list[float]:
-    """Wall seconds of `repeats` calls after `warmup` untimed ones."""
+CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
+
+
+def time_calls(
+    fn: Callable[[], object], repeats: int, warmup: int, clock: str = "wall"
+) -> list[float]:
+    """Seconds of `repeats` calls after `warmup` untimed ones, on the `CLOCKS[clock]` clock."""
+    now = CLOCKS[clock]
     for _ in range(warmup):
         fn()
     times = []
     for _ in range(repeats):
-        t0 = time.perf_counter()
+        t0 = now()
         fn()
-        times.append(time.perf_counter() - t0)
+        times.append(now() - t0)
     return times
 
 
 def matmul_peak(
-    shapes: list[tuple[str, int, int, int]], precision: str, threads: int, repeats: int
+    shapes: list[tuple[str, int, int, int]],
+    precision: str,
+    threads: int,
+    repeats: int,
+    clock: str = "wall",
 ) -> list[dict[str, Any]]:
     """Median GFLOP/s of `F.linear` (no bias) at each shape: the reachable GEMM speed here."""
     dtype = DTYPES[precision]
@@ -112,7 +122,7 @@ def matmul_peak(
         for label, m, k, n in shapes:
             a = torch.randn(m, k, generator=g).to(dtype)
             w = torch.randn(n, k, generator=g).to(dtype)
-            times = time_calls(lambda a=a, w=w: F.linear(a, w), repeats, warmup=3)
+            times = time_calls(lambda a=a, w=w: F.linear(a, w), repeats, 3, clock)
             gflops = 2 * m * k * n / statistics.median(times) / 1e9
             rows.append(
                 dict(precision=precision, threads=threads, gemm=label, M=m, K=k, N=n, gflops=gflops)
@@ -231,7 +241,7 @@ def _run_setting(spec: dict[str, Any]) -> dict[str, Any]:
     t0 = time.perf_counter()
     logits = step().float()
     first_s = time.perf_counter() - t0
-    times = time_calls(step, spec["repeats"], spec["warmup"])
+    times = time_calls(step, spec["repeats"], spec["warmup"], spec.get("clock", "wall"))
     alloc_peak = tensor_peak_mb(step)
     return dict(
         size=size,
@@ -252,6 +262,22 @@ def _run_setting(spec: dict[str, Any]) -> dict[str, Any]:
 
 def _gen(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
+
+
+def merge_rounds(runs: list[dict]) -> dict:
+    """One result from a setting's rounds: all timed forwards pooled, the largest memory."""
+    ok = [r for r in runs if "error" not in r]
+    if not ok:
+        return runs[0]
+    merged = dict(ok[0])
+    merged["times_s"] = [t for r in ok for t in r["times_s"]]
+    merged["median_s"] = statistics.median(merged["times_s"])
+    merged["min_s"] = min(merged["times_s"])
+    merged["rounds"] = len(ok)
+    for key in ("peak_rss_mb", "rss_before_forward_mb", "forward_tensor_peak_mb", "first_call_s"):
+        values = [r[key] for r in ok if r.get(key) is not None]
+        merged[key] = max(values) if values else None
+    return merged
 
 
 def run_isolated(spec: dict[str, Any], timeout_s: float) -> dict[str, Any]:
@@ -294,8 +320,11 @@ def _fmt(v: float | None, spec: str) -> str:
     return "-" if v is None else format(v, spec)
 
 
-def format_tables(peak_rows: list[dict], results: list[dict]) -> str:
-    lines = ["matmul peak: F.linear without bias at the model's GEMM shapes, median GFLOP/s"]
+def format_tables(peak_rows: list[dict], results: list[dict], clock: str = "wall") -> str:
+    lines = [
+        f"matmul peak: F.linear without bias at the model's GEMM shapes, median GFLOP/s "
+        f"({clock} clock)"
+    ]
     groups: dict[tuple[str, str, int], list[dict]] = {}
     for p in peak_rows:
         groups.setdefault((p["size"], p["precision"], p["threads"]), []).append(p)
@@ -310,7 +339,8 @@ def format_tables(peak_rows: list[dict], results: list[dict]) -> str:
         lines.append(f"    {precision:5} threads {threads:>2}:  {cells}  best {best:7.1f}")
     lines.append("")
     lines.append(
-        "forward per view (median of repeats; % of the best GEMM peak above at the same threads; "
+        f"forward per view, {clock} clock (median of repeats; % of the best GEMM peak above at "
+        "the same threads; "
         "'t/t_ours' > 1 means ours is faster; max|d| = max |logit difference|):"
     )
     head = (
@@ -359,7 +389,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--repeats", type=int, default=5, help="timed forwards per setting")
     p.add_argument("--warmup", type=int, default=1, help="untimed forwards after the first call")
+    p.add_argument(
+        "--rounds", type=int, default=1, help="visit every setting this many times (noisy hosts)"
+    )
     p.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch threads")
+    p.add_argument(
+        "--clock",
+        choices=sorted(CLOCKS),
+        default="wall",
+        help="wall (default) or cpu: process CPU time, immune to preemption on a shared host; "
+        "meaningful with --threads 1 only (idle OpenMP threads spin on the CPU clock)",
+    )
     p.add_argument("--compile", action="store_true", help="add ours-compile rows (torch.compile)")
     p.add_argument("--json", type=Path, default=None, help="write everything to this JSON file")
     p.add_argument("--quick", action="store_true", help="tiny model smoke run (seconds)")
@@ -401,39 +441,48 @@ def main(argv: list[str] | None = None) -> int:
         cfg = create_model(name, **overrides).config
         for precision in args.precisions:
             for threads in thread_counts:
-                rows = matmul_peak(gemm_shapes(cfg), precision, threads, max(5, 2 * repeats))
+                rows = matmul_peak(
+                    gemm_shapes(cfg), precision, threads, max(5, 2 * repeats), args.clock
+                )
                 for row in rows:
                     row["size"] = size
                 peak_rows += rows
                 peaks[(size, precision, threads)] = max(r["gflops"] for r in rows)
 
-    results = []
-    for size in args.models:
-        for precision in args.precisions:
-            for impl in impls:
-                if impl == "ours-bf16w" and precision != "bf16":
-                    continue
-                spec = dict(
-                    size=size,
-                    impl=impl,
-                    precision=precision,
-                    threads=args.threads,
-                    repeats=repeats,
-                    warmup=warmup,
-                    quick=args.quick,
-                )
-                try:
-                    result = (
-                        run_setting(spec)
-                        if args.in_process
-                        else run_isolated(spec, timeout_s=args.timeout)
-                    )
-                except (RuntimeError, subprocess.TimeoutExpired) as e:
-                    result = dict(spec, error=str(e).splitlines()[0][:200])
-                print(f"done {size} {impl} {precision}", file=sys.stderr, flush=True)
-                results.append(result)
+    specs = [
+        dict(
+            size=size,
+            impl=impl,
+            precision=precision,
+            threads=args.threads,
+            repeats=repeats,
+            warmup=warmup,
+            quick=args.quick,
+            clock=args.clock,
+        )
+        for size in args.models
+        for precision in args.precisions
+        for impl in impls
+        if impl != "ours-bf16w" or precision == "bf16"
+    ]
+    # Rounds visit every setting in turn, so load that comes and goes on a shared machine spreads
+    # over all settings instead of biasing whichever ran at the wrong moment.
+    runs: list[list[dict]] = [[] for _ in specs]
+    for round_index in range(args.rounds):
+        for spec, spec_runs in zip(specs, runs):
+            try:
+                if args.in_process:
+                    result = run_setting(spec)
+                else:
+                    result = run_isolated(spec, timeout_s=args.timeout)
+            except (RuntimeError, subprocess.TimeoutExpired) as e:
+                result = dict(spec, error=str(e).splitlines()[0][:200])
+            spec_runs.append(result)
+            label = f"{spec['size']} {spec['impl']} {spec['precision']}"
+            print(f"round {round_index + 1}/{args.rounds}: {label}", file=sys.stderr, flush=True)
+    results = [merge_rounds(spec_runs) for spec_runs in runs]
     summarize(results, peaks)
-    print(format_tables(peak_rows, results))
+    print(format_tables(peak_rows, results, args.clock))
     if args.json is not None:
         report = dict(
             command=["bench_forward.py", *(sys.argv[1:] if argv is None else argv)],
@@ -442,6 +491,7 @@ def main(argv: list[str] | None = None) -> int:
                 cpu_count=os.cpu_count(),
                 torch=torch.__version__,
                 threads=args.threads,
+                clock=args.clock,
                 isolated=not args.in_process,
             ),
             matmul_peak=peak_rows,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from videomae2.models.layers import Mlp
+from videomae2.models.layers import Mlp, PatchEmbed
 from videomae2.models.recognizer import Recognizer, cast_matmul_weights
 from videomae2.models.vit import VisionTransformer, ViTConfig
 
@@ -74,3 +74,15 @@ def test_mlp_with_replaced_activation_is_not_fused() -> None:
     with torch.inference_mode():
         out = mlp(x)
     assert torch.allclose(out, mlp.fc2(torch.relu(mlp.fc1(x))))
+
+
+def test_patch_embed_gemm_path_equals_conv() -> None:
+    torch.manual_seed(0)
+    embed = PatchEmbed(patch_size=8, tubelet_size=2, in_chans=3, embed_dim=16)
+    x = torch.randn(2, 3, 4, 16, 16)
+    with torch.autocast("cpu", torch.bfloat16):
+        conv = embed(x).float().detach()  # grad enabled: the Conv3d path
+        with torch.inference_mode():
+            gemm = embed(x).float()  # bf16 CPU inference: patches gathered, one GEMM
+    assert gemm.shape == conv.shape == (2, 8, 16)
+    assert (gemm - conv).abs().max() < 2e-2 * conv.abs().max()
