@@ -117,6 +117,12 @@ def test_cli_index_and_union(tmp_path):
         "juggling",
     ]
     assert json.loads((d / "label_union_to_k600.json").read_text()) == [2, 3]
+    for sub in ("a", "b"):  # equal stems: the parent folder disambiguates the output names
+        (tmp_path / sub).mkdir()
+        (tmp_path / sub / "label_map.txt").write_text(f"{sub} class\nabseiling\n")
+    files = [str(tmp_path / "a" / "label_map.txt"), str(tmp_path / "b" / "label_map.txt")]
+    assert main(["make-index-map", "--build-union", *files, "--out-dir", str(d)]) == 0
+    assert json.loads((d / "label_union_to_b_label_map.json").read_text()) == [2, 1]
     (tmp_path / "bad.txt").write_text("yodelling\n")
     with pytest.raises(ValueError, match="yodelling"):
         main([*args, "--target", str(tmp_path / "bad.txt"), "-o", str(out)])

@@ -57,6 +57,7 @@ config = DistillJobConfig(
     aug=AugmentConfig(
         rand_augment="rand-m7-n4-mstd0.5-inc1",
         rrc_scale=(0.25, 1.0),
+        flip=False,  # left/right and clockwise/anticlockwise are classes here (as in SSv2)
         erase_prob=0.25,
         mixup=0.8,
         cutmix=1.0,

@@ -21,6 +21,7 @@ CLI (``videomae2 make-index-map``)::
     # entry i = index in UNION of TARGET's class i
     videomae2 make-index-map --union k710.txt --target k400.txt -o label_710to400.json
     # build a union of several label maps + one index list per input
+    # (label_map_union.txt, label_union_to_<stem>.json; <parent>_<stem> when stems repeat)
     videomae2 make-index-map --build-union k400.txt k600.txt k700.txt --out-dir k710/
 """
 
@@ -228,8 +229,11 @@ def run(args: argparse.Namespace) -> int:
         out.mkdir(parents=True, exist_ok=True)
         (out / "label_map_union.txt").write_text("\n".join(names) + "\n")
         print(f"{out / 'label_map_union.txt'}: {len(names)} classes")
-        for path, idx in zip(args.build_union, lists):
-            dst = out / f"label_union_to_{Path(path).stem}.json"
+        stems = [Path(p).stem for p in args.build_union]
+        if len(set(stems)) < len(stems):  # e.g. a/label_map.txt and b/label_map.txt
+            stems = [f"{Path(p).parent.name}_{Path(p).stem}" for p in args.build_union]
+        for stem, idx in zip(stems, lists):
+            dst = out / f"label_union_to_{stem}.json"
             dst.write_text(json.dumps(idx) + "\n")
             print(f"{dst}: {len(idx)} entries")
         return 0
