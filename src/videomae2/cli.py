@@ -15,8 +15,12 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "test": ("videomae2.engine.evaluate", "test a model with the multi-view protocol"),
     "predict": ("videomae2.engine.predict", "predict the class of one video"),
     "convert": ("videomae2.checkpoint.cli", "convert a checkpoint between layouts"),
+    "demo": ("videomae2.demo", "the whole system end to end on generated videos"),
     "make-dataset": ("videomae2.data.generated", "write a generated video dataset"),
     "pretrain": ("videomae2.engine.pretrain", "masked-autoencoder pretraining (dual masking)"),
+    "finetune": ("videomae2.engine.finetune", "fine-tune a classifier (post-pretraining too)"),
+    "distill": ("videomae2.engine.distill", "distill a frozen teacher into a student"),
+    "make-index-map": ("videomae2.label_space", "label-space index lists / union label maps"),
     "visualize-mae": ("videomae2.visualize", "picture of an MAE reconstruction (PNG)"),
 }
 
