@@ -16,6 +16,9 @@ Modes:
                  (15, 3, 16, 224, 224) model input of the config's test pipeline
   --check-keys   load --checkpoint into mmaction2's recognizer non-strictly; fail unless only
                  backbone.pos_embed is missing, nothing is unexpected and every tensor was taken
+  --replay-frames  run mmaction2's model on the --frames-only inputs: per-view raw logits
+                 (15, 400) and pred_score per video into --logits-out; with --dump, check that
+                 pred_score equals tools/test.py's dump bit for bit
 """
 
 from __future__ import annotations
@@ -351,6 +354,79 @@ def run_frames_only(args: argparse.Namespace) -> None:
     print(f"wrote {len(dataset)} files to {out_dir}; pipeline {total / n:.3f} s/video (1 process)")
 
 
+# ----------------------------------------------------------------------------- replay-frames mode
+
+
+def formatshape_layout(inputs: Any) -> Any:
+    """The same values in the strided layout FormatShape hands to the model.
+
+    FormatShape transposes (crops, clips, T, H, W, C) frames into a non-contiguous NCTHW view;
+    fp32 results depend on that layout at the 1e-8 level (a contiguous copy of the same uint8
+    values gives pred_score differences of ~1e-8), so bit-exact replay needs the same strides.
+    """
+    import numpy as np
+
+    views, c, t, h, w = inputs.shape
+    crops = 3
+    frames = np.ascontiguousarray(
+        inputs.reshape(crops, views // crops, c, t, h, w).transpose(0, 1, 3, 4, 5, 2)
+    )  # (crops, clips, T, H, W, C): the frame list FormatShape receives
+    return frames.transpose(0, 1, 5, 2, 3, 4).reshape(views, c, t, h, w)
+
+
+def run_replay_frames(args: argparse.Namespace) -> None:
+    """Per-view logits of mmaction2's own model for the saved pipeline outputs."""
+    import numpy as np
+    import torch
+    from mmaction.registry import MODELS
+    from mmaction.structures import ActionDataSample
+
+    cfg = load_config(args.config)
+    model = MODELS.build(cfg.model).eval()
+    state = torch.load(args.checkpoint, map_location="cpu")
+    state = {re.sub(r"^module\.", "", k): v for k, v in state.get("state_dict", state).items()}
+    model.load_state_dict(state, strict=False)
+    dumped = None
+    if args.dump:
+        with open(args.dump, "rb") as f:
+            dumped = pickle.load(f)
+    names = [line.split(" ")[0] for line in Path(args.ann_file).read_text().splitlines() if line]
+    stems, all_logits, all_scores, mismatches = [], [], [], 0
+    for idx, name in enumerate(names):
+        stem = Path(name).stem
+        saved = np.load(Path(args.frames_out) / f"{stem}.npz")
+        sample = ActionDataSample().set_gt_label(int(saved["label"]))
+        batch = {"inputs": [torch.from_numpy(formatshape_layout(saved["inputs"]))]}
+        batch["data_samples"] = [sample]
+        with torch.no_grad():
+            data = model.data_preprocessor(batch, False)
+            logits = model._forward(data["inputs"], stage="head")  # (views, classes)
+            score = model.cls_head.predict_by_feat(logits, data["data_samples"])[0].pred_score
+        stems.append(stem)
+        all_logits.append(logits.numpy())
+        all_scores.append(score.numpy())
+        line = f"{stem}: logits {tuple(logits.shape)}, top-1 {int(score.argmax())}"
+        if dumped is not None:
+            ref = dumped[idx]["pred_score"]
+            same = torch.equal(score, ref)
+            mismatches += not same
+            line += (
+                f", dump bit-identical {same} (max |diff| {float((score - ref).abs().max()):.3g})"
+            )
+        print(line, flush=True)
+    if args.logits_out:
+        Path(args.logits_out).parent.mkdir(parents=True, exist_ok=True)
+        np.savez(
+            args.logits_out,
+            names=np.array(stems),
+            logits=np.stack(all_logits),
+            pred_score=np.stack(all_scores),
+        )
+        print(f"wrote {args.logits_out}")
+    if mismatches:
+        raise SystemExit(f"{mismatches} videos differ from the dump")
+
+
 # ----------------------------------------------------------------------------- check-keys mode
 
 
@@ -406,7 +482,11 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--checkpoint", help="mmaction2-layout .pth")
     parser.add_argument("--ann-file", help="mmaction2 list file (name label per line)")
     parser.add_argument("--data-prefix", help="directory the list's names are relative to")
-    parser.add_argument("--dump", help="output .pkl (tools/test.py --dump); a .json summary beside")
+    parser.add_argument(
+        "--dump",
+        help="output .pkl of tools/test.py (+ a .json summary beside it); "
+        "with --replay-frames: the dump to compare against",
+    )
     parser.add_argument("--work-dir", default=".peers/work", help="tools/test.py --work-dir")
     parser.add_argument("--num-workers", type=int, default=2, help="test dataloader workers")
     parser.add_argument(
@@ -416,7 +496,11 @@ def parse_args() -> argparse.Namespace:
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--frames-only", action="store_true", help="dump pipeline outputs only")
     mode.add_argument("--check-keys", action="store_true", help="verify checkpoint keys only")
+    mode.add_argument(
+        "--replay-frames", action="store_true", help="model logits on --frames-only outputs"
+    )
     parser.add_argument("--frames-out", help="--frames-only: directory for <stem>.npz files")
+    parser.add_argument("--logits-out", help="--replay-frames: output .npz of logits/scores")
     parser.add_argument("--write-manifest", help="--check-keys: write mmaction2's keys/shapes JSON")
     args = parser.parse_args()
     needs: list[str] = []
@@ -425,6 +509,8 @@ def parse_args() -> argparse.Namespace:
             needs = ["checkpoint or write_manifest"]
     elif args.frames_only:
         needs = [k for k in ("ann_file", "data_prefix", "frames_out") if not getattr(args, k)]
+    elif args.replay_frames:
+        needs = [k for k in ("checkpoint", "ann_file", "frames_out") if not getattr(args, k)]
     else:
         needs = [
             k for k in ("checkpoint", "ann_file", "data_prefix", "dump") if not getattr(args, k)
@@ -441,6 +527,8 @@ def main() -> None:
         run_check_keys(args)
     elif args.frames_only:
         run_frames_only(args)
+    elif args.replay_frames:
+        run_replay_frames(args)
     else:
         run_test(args)
 
