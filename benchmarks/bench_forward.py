@@ -9,8 +9,8 @@ In one run on one machine it measures and prints (and writes with --json):
   (converted from ours by `videomae2.checkpoint`), in fp32 and bf16 autocast: seconds,
   GFLOP/s from an analytic count (`forward_flops`), % of the matmul peak, ours' speed-up, and the
   max |logit difference| to ours;
-* peak memory: every setting runs in a fresh subprocess that reports its ru_maxrss, and the
-  peak of tensor memory allocated during one forward (from torch.profiler's allocation events).
+* peak memory: every setting runs in a fresh subprocess that reports its peak RSS (VmHWM), and
+  the peak of tensor memory allocated during one forward (torch.profiler's allocation events).
 
 Rows: `ours` (fp32 / bf16 autocast), `ours-bf16w` (the bf16 opt-in: weights stored in bf16 by
 `videomae2.models.recognizer.cast_matmul_weights`, then autocast), `hf-eager`, `hf-sdpa`, and with
@@ -29,7 +29,6 @@ import contextlib
 import json
 import os
 import platform
-import resource
 import statistics
 import subprocess
 import sys
@@ -173,13 +172,17 @@ def build_hf(ours: torch.nn.Module, attn_implementation: str) -> torch.nn.Module
     return hf.eval()
 
 
-def _rss_mb() -> float:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+def _proc_status_mb(field: str) -> float:
+    """A `/proc/self/status` memory field (VmRSS, VmHWM) in MiB.
 
-
-def _max_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    VmHWM is this process image's own peak RSS. `ru_maxrss` is not: Linux carries it over from
+    the parent across fork + exec, so every worker would report at least the parent's RSS.
+    """
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024  # kB
+    raise RuntimeError(f"{field} not in /proc/self/status")
 
 
 def tensor_peak_mb(fn: Callable[[], object]) -> float | None:
@@ -237,7 +240,7 @@ def _run_setting(spec: dict[str, Any]) -> dict[str, Any]:
         with torch.inference_mode(), torch.autocast("cpu", torch.bfloat16, enabled=autocast):
             return forward()
 
-    rss_before = _rss_mb()
+    rss_before = _proc_status_mb("VmRSS")
     t0 = time.perf_counter()
     logits = step().float()
     first_s = time.perf_counter() - t0
@@ -254,7 +257,7 @@ def _run_setting(spec: dict[str, Any]) -> dict[str, Any]:
         min_s=min(times),
         first_call_s=first_s,  # includes compilation for ours-compile
         rss_before_forward_mb=rss_before,
-        peak_rss_mb=_max_rss_mb(),
+        peak_rss_mb=_proc_status_mb("VmHWM"),
         forward_tensor_peak_mb=alloc_peak,
         logits=logits.flatten().tolist(),
     )
