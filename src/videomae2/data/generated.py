@@ -55,6 +55,8 @@ from pathlib import Path
 
 import numpy as np
 
+from videomae2.data.synthetic import write_video
+
 __all__ = [
     "ASPECT_RATIOS",
     "CLASS_NAMES",
@@ -544,38 +546,13 @@ def video_generator(seed: int, class_name: str, index: int) -> np.random.Generat
     return np.random.default_rng([seed, 1, CLASS_NAMES.index(class_name), index])
 
 
-def _write_h264(path: str, frames: np.ndarray, fps: int, crf: int = 18) -> None:
-    """:func:`videomae2.data.synthetic.write_video`'s format (H.264 in MP4, yuv420p, crf 18,
-    B-frames) encoded reproducibly and fast: MB-tree off, one thread, preset veryfast.
-
-    Why not ``write_video`` itself: with x264's default MB-tree the same frames encode to
-    different bytes from run to run (measured with this PyAV build, for this module's videos and
-    for ``moving_square_video`` alike, even single-threaded: decoded pixels off by up to 53
-    levels); with ``no-mbtree`` they do not. One thread because the process pool is the
-    parallelism; veryfast (still with B-frames) encodes about 3x faster than the default medium,
-    and encoding was ~85% of the generation time. Switch to ``write_video`` once it can pass
-    these options.
-    """
-    import av
-
-    _, h, w, _ = frames.shape
-    options = {"crf": str(crf), "preset": "veryfast", "threads": "1", "x264-params": "no-mbtree=1"}
-    with av.open(path, mode="w") as container:
-        stream = container.add_stream("libx264", rate=fps, options=options)
-        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
-        for img in frames:
-            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="rgb24")
-            container.mux(stream.encode(frame))
-        container.mux(stream.encode())  # flush delayed (B-)frames
-
-
 def _write_one(job: tuple) -> None:
     """Render and encode one video (module level so a process pool can pickle it)."""
     path, class_name, seed, k, num_frames, size, fps = job
     rng = video_generator(seed, class_name, k)
     frames = render_video(class_name, rng, num_frames=num_frames, size=size)
     tmp = os.path.join(os.path.dirname(path), "." + os.path.basename(path) + ".partial.mp4")
-    _write_h264(tmp, frames, fps)
+    write_video(tmp, frames, fps)
     os.replace(tmp, path)  # a half-written file never carries the final name
 
 
