@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from torch import nn
 
@@ -86,3 +87,12 @@ def test_patch_embed_gemm_path_equals_conv() -> None:
             gemm = embed(x).float()  # bf16 CPU inference: patches gathered, one GEMM
     assert gemm.shape == conv.shape == (2, 8, 16)
     assert (gemm - conv).abs().max() < 2e-2 * conv.abs().max()
+
+
+@pytest.mark.slow  # ~10 s of inductor compilation
+def test_torch_compile_bf16_inference() -> None:
+    # torch.compile must not see the oneDNN op (its lowering expects weights it packed itself).
+    model, x = tiny(), torch.randn(1, 3, 4, 32, 32)
+    compiled = torch.compile(model)
+    with torch.inference_mode(), torch.autocast("cpu", torch.bfloat16):
+        assert (compiled(x).float() - model(x).float()).abs().max() < 2e-2

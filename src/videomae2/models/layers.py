@@ -64,9 +64,12 @@ def _onednn_bf16(x: torch.Tensor, weight: torch.Tensor) -> bool:
 
     Inference only: the op has no autograd formula. Under autocast it computes what autocast would
     (bf16 operands, fp32 accumulation). fp32 keeps ATen's MKL GEMM: measured as fast as oneDNN's
-    at these shapes, and bit-identical to the training path.
+    at these shapes, and bit-identical to the training path. Not under torch.compile, which
+    fuses by itself (and whose lowering of this op expects weights it packed).
     """
     if not _MKLDNN_LINEAR or x.device.type != "cpu" or torch.is_grad_enabled():
+        return False
+    if torch.compiler.is_compiling():
         return False
     if torch.is_autocast_enabled("cpu"):
         return torch.get_autocast_dtype("cpu") == torch.bfloat16
