@@ -332,6 +332,9 @@ RECIPES = {
     "vit_g_k400_ft": (64, 7.5e-4, 0.9, 0.2, 0.0, 0.1, 5, 30, None, 400),
     "vit_g_k710_it_k400_ft": (32, 3.75e-6, 0.9, 0.25, 0.0, 0.1, 1, 3, None, 400),
     "vit_g_ssv2_ft": (32, 1.125e-4, 0.9, 0.25, 0.0, 0.05, 5, 20, None, 174),
+    "vit_g_k710_it_k600_ft": (32, 3.75e-6, 0.9, 0.25, 0.0, 0.1, 1, 3, None, 600),
+    "vit_g_k710_it_ucf101_ft": (8, 9.375e-5, 0.9, 0.35, 0.5, 0.05, 5, 50, None, 101),
+    "vit_g_k710_it_hmdb51_ft": (8, 4.6875e-5, 0.9, 0.35, 0.5, 0.05, 5, 15, None, 51),
 }
 
 
@@ -358,5 +361,8 @@ def test_recipes_build_with_the_spec_numbers(name):
     assert cfg.aug.flip == (not ssv2) and cfg.test.num_clips == (2 if ssv2 else 5)
     assert cfg.aug.rand_augment == "rand-m7-n4-mstd0.5-inc1"
     assert (cfg.aug.mixup, cfg.aug.cutmix, cfg.aug.label_smoothing) == (0.8, 1.0, 0.1)
-    if "_it_" in name:
-        assert cfg.model.head_index.endswith("label_710to400.json")
+    if "_it_k" in name:  # Kinetics targets: rows of the K710 head
+        assert cfg.model.head_index.endswith(f"label_710to{classes}.json")
+    elif "_it_" in name:  # other label sets: a new head
+        assert cfg.model.fresh_head and not cfg.model.head_index
+    assert cfg.data.frame_interval == (2 if "hmdb" in name or ssv2 else 4)

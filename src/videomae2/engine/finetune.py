@@ -35,6 +35,7 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +61,7 @@ from videomae2.config import (
     to_dict,
 )
 from videomae2.data.datasets import collate_views
+from videomae2.data.decode import open_video, read_frames
 from videomae2.data.finetune_datasets import (
     FinetuneDataset,
     LabeledVideo,
@@ -287,10 +289,6 @@ def build_train_dataset(cfg: Any, num_classes: int) -> FinetuneDataset:
     erasing = None
     if a.erase_prob > 0:
         erasing = ErasingParams(prob=a.erase_prob, mode=a.erase_mode, count=a.erase_count)
-    from functools import partial
-
-    from videomae2.data.decode import open_video, read_frames
-
     return FinetuneDataset(
         items,
         sampling=d.sampling,
@@ -316,10 +314,6 @@ def build_val_dataset(cfg: Any, num_classes: int) -> VideoValDataset | None:
     d = cfg.data
     if not d.val_ann_file or cfg.train.val_every <= 0:
         return None
-    from functools import partial
-
-    from videomae2.data.decode import open_video, read_frames
-
     index = read_index(d.val_label_index)
     items = load_items([d.val_ann_file], [d.val_data_prefix], [index], num_classes)
     short = d.val_short_side or d.input_size
