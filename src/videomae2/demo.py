@@ -55,7 +55,7 @@ class DemoPlan:
 
 
 FULL = DemoPlan(
-    classes=10, videos_per_class=24, pretrain_epochs=30, finetune_epochs=24, test_clips=5
+    classes=10, videos_per_class=24, pretrain_epochs=16, finetune_epochs=12, test_clips=5
 )
 QUICK = DemoPlan(classes=4, videos_per_class=10, pretrain_epochs=5, finetune_epochs=6, test_clips=2)
 
