@@ -224,3 +224,27 @@ def test_tools_test_py_cli_and_torchrun_match(videos, tmp_path):
     m1 = json.loads((tmp_path / "w1" / "metrics.json").read_text())
     m2 = json.loads((tmp_path / "w2" / "metrics.json").read_text())
     assert m1["acc/top1"] == m2["acc/top1"] and m2["world_size"] == 2
+
+
+def test_predict_one_video_matches_the_test_job(videos, tmp_path, capsys):
+    from videomae2.cli import main
+
+    cfg_path = tmp_path / "tiny_cfg.py"
+    _write_config(videos, cfg_path)
+    (tmp_path / "names.txt").write_text("a\nb\nc\nd\ne\n")
+    video = str(videos / "videos" / "v1.mp4")
+    args = ["predict", video, "--checkpoint", str(videos / "tiny.pth"), "--config", str(cfg_path)]
+    assert main([*args, "--label-map", str(tmp_path / "names.txt"), "--json", "--topk", "5"]) == 0
+    rows = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert [r["name"] for r in rows] == ["abcde"[r["class"]] for r in rows]
+    run_test(
+        tiny_config(videos),
+        str(videos / "tiny.pth"),
+        work_dir=tmp_path / "w",
+        dump=str(tmp_path / "r.pkl"),
+    )
+    with open(tmp_path / "r.pkl", "rb") as f:
+        expected = pickle.load(f)[1]["pred_score"]
+    for r in rows:
+        assert r["score"] == pytest.approx(float(expected[r["class"]]), abs=1e-6)
+    assert rows[0]["class"] == int(expected.argmax())

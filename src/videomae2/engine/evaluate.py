@@ -33,7 +33,7 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader, Subset
 
 from videomae2.config import TestConfig, apply_overrides, load_config, to_dict
-from videomae2.data.annotations import parse_video_list
+from videomae2.data.annotations import VideoRecord, parse_video_list
 from videomae2.data.datasets import VideoTestDataset, collate_views
 from videomae2.data.decode import open_video, read_frames
 from videomae2.metrics import accuracy_metrics
@@ -76,7 +76,10 @@ def build_recognizer(cfg: TestConfig, checkpoint: str | None) -> Recognizer:
     ).eval()
 
 
-def build_dataset(cfg: TestConfig) -> VideoTestDataset:
+def build_dataset(
+    cfg: TestConfig, records: list[VideoRecord] | None = None, data_prefix: str | None = None
+) -> VideoTestDataset:
+    """The config's test pipeline over its annotation list (or over `records` / `data_prefix`)."""
     ds = cfg.test_dataloader.dataset
     pipe = ds.pipeline
     sf = pipe.sample_frames
@@ -87,7 +90,9 @@ def build_dataset(cfg: TestConfig) -> VideoTestDataset:
         )
     if pipe.crop not in ("three_crop", "center_crop"):
         raise ValueError(f"pipeline.crop must be three_crop or center_crop, got {pipe.crop!r}")
-    records = parse_video_list(ds.ann_file)
+    if records is None:
+        records = parse_video_list(ds.ann_file)
+        data_prefix = ds.data_prefix.video
     num_classes = cfg.model.cls_head.num_classes
     for i, rec in enumerate(records):
         if rec.label >= num_classes:
@@ -97,7 +102,7 @@ def build_dataset(cfg: TestConfig) -> VideoTestDataset:
             )
     return VideoTestDataset(
         records,
-        ds.data_prefix.video,
+        data_prefix,
         clip_len=sf.clip_len,
         frame_interval=sf.frame_interval,
         num_clips=sf.num_clips,

@@ -11,8 +11,12 @@ import torch
 
 from videomae2.config import TestConfig, apply_overrides, load_config
 from videomae2.data.annotations import VideoRecord, read_label_map
-from videomae2.data.datasets import VideoTestDataset
-from videomae2.engine.evaluate import autocast_context, build_recognizer, select_device
+from videomae2.engine.evaluate import (
+    autocast_context,
+    build_dataset,
+    build_recognizer,
+    select_device,
+)
 
 DEFAULT_CONFIG = (
     "configs/recognition/videomaev2/"
@@ -24,18 +28,7 @@ def predict_video(
     cfg: TestConfig, checkpoint: str, video: str, topk: int = 5
 ) -> list[tuple[int, float]]:
     """Top-k (class index, score) for one video under the config's multi-view protocol."""
-    pipe = cfg.test_dataloader.dataset.pipeline
-    sf = pipe.sample_frames
-    dataset = VideoTestDataset(
-        [VideoRecord(str(Path(video).resolve()), -1)],
-        None,
-        clip_len=sf.clip_len,
-        frame_interval=sf.frame_interval,
-        num_clips=sf.num_clips,
-        short_side=pipe.resize_short,
-        crop_size=pipe.crop_size,
-        num_crops=3 if pipe.crop == "three_crop" else 1,
-    )
+    dataset = build_dataset(cfg, [VideoRecord(str(Path(video).resolve()), -1)], None)
     item = dataset[0]
     if item["inputs"] is None:
         raise RuntimeError(f"cannot read {video}: {item['error']}")
