@@ -366,3 +366,41 @@ def test_recipes_build_with_the_spec_numbers(name):
     elif "_it_" in name:  # other label sets: a new head
         assert cfg.model.fresh_head and not cfg.model.head_index
     assert cfg.data.frame_interval == (2 if "hmdb" in name or ssv2 else 4)
+
+
+def test_sigkill_then_resume_is_bit_identical(data, tmp_path):
+    """A real kill (SIGKILL, at whatever point the run has reached after its 4th-step
+    checkpoint), then auto-resume: the final weights equal an uninterrupted run's. All three
+    runs are subprocesses with one thread (the float reduction order depends on it)."""
+    import signal
+    import time
+
+    # 6 epochs (36 steps, a validation each epoch) leave ample time to kill after step 4
+    extra = {"train.save_every_steps": 2, "test.enabled": False, "train.epochs": 6}
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+    def cmd(work: Path) -> list[str]:
+        args = [sys.executable, "-m", "videomae2", "finetune", str(TINY), "--work-dir", str(work)]
+        return [*args, "--cfg-options", *overrides(data, **extra), "train.threads=1"]
+
+    work, straight = tmp_path / "killed", tmp_path / "straight"
+    proc = subprocess.Popen(
+        cmd(work), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    deadline = time.time() + 120
+    while not U.checkpoint_path(work, 4).exists() and proc.poll() is None:
+        assert time.time() < deadline, "no checkpoint within 2 minutes"
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not U.checkpoint_path(work, 36).exists()  # it really was cut short
+    for w in (work, straight):  # auto-resume from the latest checkpoint / a straight run
+        done = subprocess.run(cmd(w), env=env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-2000:]
+    a = U.load_checkpoint(U.checkpoint_path(work, 36))
+    b = U.load_checkpoint(U.checkpoint_path(straight, 36))
+    for k, v in b["model"].items():
+        assert torch.equal(a["model"][k], v), k
+    for pid, state in b["optimizer"]["state"].items():
+        for name, value in state.items():
+            assert torch.equal(a["optimizer"]["state"][pid][name], value)
