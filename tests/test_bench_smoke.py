@@ -1,9 +1,11 @@
-"""benchmarks/bench_forward.py must keep running: its --quick path on a tiny model (no timings)."""
+"""The benchmarks must keep running: bench_forward.py --quick and bench_test_job.py --tiny on tiny
+models (no timing thresholds)."""
 
 from __future__ import annotations
 
 import importlib.util
 import json
+import subprocess
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -67,3 +69,54 @@ def test_isolated_worker_reports_memory(bench: ModuleType) -> None:
     result = bench.run_isolated(spec, timeout_s=600)
     assert result["peak_rss_mb"] > 0 and result["rss_before_forward_mb"] > 0
     assert len(result["logits"]) == 10 and len(result["times_s"]) == 1
+
+
+# ----------------------------------------------------------------------------- bench_test_job.py
+TEST_JOB = BENCH.with_name("bench_test_job.py")
+
+
+def test_test_job_tiny_without_peer(tmp_path: Path) -> None:
+    """The seed command's benchmark end to end on one short video, a tiny ViT, no mmaction2."""
+    from fractions import Fraction
+
+    fixture_spec = importlib.util.spec_from_file_location(
+        "make_fixture", BENCH.parent / "peers" / "make_fixture.py"
+    )
+    assert fixture_spec is not None and fixture_spec.loader is not None
+    make_fixture = importlib.util.module_from_spec(fixture_spec)
+    sys.modules[fixture_spec.name] = make_fixture  # its dataclass looks the module up
+    fixture_spec.loader.exec_module(make_fixture)
+    fixture = tmp_path / "fixture"
+    (fixture / "videos").mkdir(parents=True)
+    for name in ("a", "b"):  # --videos 1 must leave the second one out
+        make_fixture.encode_video(fixture / "videos" / f"{name}.mp4", 96, 64, 24, Fraction(25), 0)
+    (fixture / "list.txt").write_text("a.mp4 3\nb.mp4 5\n")
+
+    out = tmp_path / "bench.json"
+    cmd = [sys.executable, str(TEST_JOB), "--tiny", "--skip-peer", "--videos", "1"]
+    cmd += ["--threads", "1", "--num-workers", "0", "--fixture", str(fixture)]
+    cmd += ["--work-dir", str(tmp_path / "work"), "--json", str(out)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr[-3000:]
+
+    table = proc.stdout.splitlines()
+    assert table[0].split()[:4] == ["model", "run", "videos", "s/video"]
+    assert [line.split()[:3] for line in table[1:3]] == [
+        ["tiny", "ours-fp32", "1"],
+        ["tiny", "ours-bf16", "1"],
+    ]
+    assert "mmaction2 rows skipped (--skip-peer)" in proc.stdout
+    report = json.loads(out.read_text())
+    assert [(r["model"], r["run"]) for r in report["rows"]] == [
+        ("tiny", "ours-fp32"),
+        ("tiny", "ours-bf16"),
+    ]
+    assert report["videos"] == 1 and report["decode"]["videos"] == 1
+    assert report["decode"]["per_video_s"] > 0 and not report["decode"]["failed"]
+    for r in report["rows"]:
+        assert "error" not in r and r["videos"] == 1 and r["failed"] == 0
+        assert r["s_per_video"] > 0 and r["loop_s"] > 0 and r["model_s"] > 0
+        assert r["data_wait_s"] >= 0 and 0 < r["model_over_total"] <= 1
+        assert r["peak_pss_tree_mib"] > 0 and r["peak_rss_main_mib"] > 0
+        assert r["ratio_vs_mmaction2"] is None and r["max_abs_diff_vs_mmaction2"] is None
+    assert 0 < report["rows"][1]["max_abs_diff_vs_ours_fp32"] < 0.05  # bf16: near, not equal

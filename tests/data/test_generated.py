@@ -112,6 +112,52 @@ def test_deterministic_and_independent_of_workers_and_class_count(dataset, tmp_p
     assert same.shape != other.shape or not np.array_equal(same, other)
 
 
+def test_unlabeled_videos_join_pretraining_only_and_leave_labeled_ones_unchanged(dataset, tmp_path):
+    more = gen.make_dataset(
+        tmp_path / "more", classes=4, videos_per_class=3, seed=SEED, val_fraction=0.34,
+        workers=2, unlabeled_per_class=2, **SMALL,
+    )  # fmt: skip
+    labeled = [v for v in more.videos if v.split != "unlabeled"]
+    assert labeled == list(dataset.videos) and more.num_unlabeled == 8
+    for v in labeled:  # byte-identical: the unlabeled draws use their own generators
+        assert (more.video_dir / v.filename).read_bytes() == (
+            dataset.video_dir / v.filename
+        ).read_bytes()
+    unlabeled = {v.filename for v in more.videos if v.split == "unlabeled"}
+    listed = [line.split()[0] for line in more.pretrain_list.read_text().splitlines()]
+    assert set(listed) == unlabeled | {v.filename for v in dataset.videos if v.split == "train"}
+    lists = more.train_list.read_text() + more.val_list.read_text()
+    assert not any(name in lists for name in unlabeled)
+    first = next(v for v in more.videos if v.split == "unlabeled")
+    frames = gen.render_video(  # a new scene, not a copy of a labeled one
+        first.class_name,
+        gen.video_generator(SEED, first.class_name, 3),
+        num_frames=first.num_frames,
+        size=(first.height, first.width),
+    )
+    assert (more.video_dir / first.filename).is_file() and frames.shape[0] == first.num_frames
+
+
+def test_styles_rescale_the_draws():
+    clear, standard = gen.STYLES["clear"], gen.STYLES["standard"]
+    assert standard == gen.Style()
+    for k in range(20):
+        rng = np.random.default_rng(k)
+        a = gen.sample_scene(rng, num_frames=30, size=(64, 96), style=clear)
+        b = gen.sample_scene(np.random.default_rng(k), num_frames=30, size=(64, 96))
+        assert clear.radius[0] * 64 <= a.radius <= clear.radius[1] * 64
+        assert standard.radius[0] * 64 <= b.radius <= standard.radius[1] * 64
+        assert a.noise_amplitude <= clear.noise[1]
+        # no distractors and little grain: the clear background is smooth
+        assert (
+            np.abs(np.diff(a.background, axis=1)).mean()
+            < np.abs(np.diff(b.background, axis=1)).mean() + 1e-3
+            or b.background.std() == 0
+        )
+    with pytest.raises(ValueError, match=r"Style\.radius"):
+        gen.Style(radius=(0.3, 0.2))
+
+
 def test_cli_entry(tmp_path):
     from videomae2 import cli
 
@@ -136,6 +182,8 @@ def test_cli_entry(tmp_path):
         dict(val_fraction=1.0),
         dict(short_side=(8, 8)),
         dict(frame_range=(40, 30)),
+        dict(style="blurry"),
+        dict(unlabeled_per_class=-1),
     ],
 )
 def test_bad_arguments(tmp_path, kwargs):

@@ -248,3 +248,46 @@ def test_predict_one_video_matches_the_test_job(videos, tmp_path, capsys):
     for r in rows:
         assert r["score"] == pytest.approx(float(expected[r["class"]]), abs=1e-6)
     assert rows[0]["class"] == int(expected.argmax())
+
+
+def test_bf16_precision_builds_a_bf16_recognizer(tmp_path):
+    """`--bf16` (test_cfg.precision) must change the arithmetic: autocast on, matmul weights
+    rounded once, and scores close to (but not equal to) fp32."""
+    from videomae2.config import BackboneConfig, HeadConfig, ModelConfig, TestConfig
+    from videomae2.engine.evaluate import build_recognizer
+
+    def build(precision):
+        cfg = TestConfig(
+            model=ModelConfig(
+                backbone=BackboneConfig(
+                    arch="vit_small_patch16_224",
+                    num_frames=4,
+                    img_size=32,
+                    embed_dim=32,
+                    depth=1,
+                    num_heads=2,
+                ),
+                cls_head=HeadConfig(num_classes=5, average_clips=None),  # raw logits
+            )
+        )
+        cfg.test_cfg.precision = precision
+        return cfg
+
+    from videomae2.models.registry import create_model
+
+    cfg = build("fp32")
+    torch.manual_seed(0)
+    model = create_model(
+        "vit_small_patch16_224", num_classes=5, **cfg.model.backbone.create_kwargs()
+    )
+    with torch.no_grad():
+        model.head.weight.normal_()  # the fresh head is ~0: logits would be 0 in any precision
+    torch.save(model.state_dict(), ckpt := tmp_path / "w.pth")
+    fp32, bf16 = build_recognizer(cfg, str(ckpt)), build_recognizer(build("bf16"), str(ckpt))
+    assert fp32.autocast_dtype is None and bf16.autocast_dtype == torch.bfloat16
+    assert bf16.model.blocks[0].mlp.fc1.weight.dtype == torch.bfloat16
+    x = torch.randint(0, 256, (1, 2, 3, 4, 32, 32), dtype=torch.uint8)
+    with torch.inference_mode():
+        a, b = fp32(x), bf16(x)
+    assert not torch.equal(a, b)
+    assert torch.allclose(a, b, atol=0.1, rtol=0.02)  # logits of size ~5, bf16 has 8 bits

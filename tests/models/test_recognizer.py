@@ -48,3 +48,19 @@ def test_views_are_aggregated_per_video_and_chunking_is_invisible():
     assert torch.allclose(scores, per_view.softmax(-1).mean(1), atol=1e-6)
     assert torch.allclose(scores, chunked, atol=1e-6)
     assert make(average_clips=None)(x).shape == (2, 3, 6)
+
+
+def test_callers_autocast_reaches_the_backbone():
+    """Without its own autocast dtype the recognizer must not switch off the caller's autocast
+    (an `autocast(enabled=False)` inside would silently make `--bf16` an fp32 run)."""
+    x = torch.randint(0, 256, (1, 2, 3, 4, 32, 32), dtype=torch.uint8)
+    rec = make(average_clips=None)
+    with torch.inference_mode():
+        fp32 = rec(x)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            outer = rec(x)
+        rec.autocast_dtype = torch.bfloat16
+        inner = rec(x)
+    assert not torch.equal(fp32, outer)  # bf16 rounding shows
+    assert torch.allclose(fp32, outer, atol=0.1, rtol=0.05)
+    assert torch.equal(outer, inner)  # the same autocast, from outside or inside

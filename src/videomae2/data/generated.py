@@ -62,10 +62,12 @@ __all__ = [
     "CLASS_NAMES",
     "CLIP_SPAN",
     "SHAPES",
+    "STYLES",
     "TEMPORAL_PAIRS",
     "DatasetInfo",
     "GeneratedVideo",
     "Scene",
+    "Style",
     "Track",
     "add_arguments",
     "make_dataset",
@@ -105,6 +107,36 @@ ASPECT_RATIOS: tuple[float, ...] = (4 / 3, 3 / 4, 1.0, 16 / 9, 9 / 16, 1.0)
 CLIP_SPAN = 61  # frames covered by one 16-frame clip at stride 4: (16 - 1) * 4 + 1
 _EXTENT = 1.15  # every shape fits in a disc of this radius (object units)
 _PROFILES = ("linear", "smooth", "ease_in", "ease_out")  # closed under time reversal
+
+
+@dataclass(frozen=True)
+class Style:
+    """How hard a video is to read: the ranges behind the class-blind appearance draws.
+
+    Each field is an inclusive ``(min, max)`` range. The default is the full dataset's look
+    (small objects among look-alike distractors, grain); :data:`STYLES` names presets.
+    """
+
+    radius: tuple[float, float] = (0.10, 0.18)  # object radius, fraction of the short side
+    distractors: tuple[int, int] = (0, 2)  # static look-alike shapes painted into the background
+    grain: tuple[float, float] = (0.0, 10.0)  # static background grain, std in grey levels
+    noise: tuple[int, int] = (0, 6)  # per-frame sensor noise, uniform +-this, grey levels
+
+    def __post_init__(self) -> None:
+        for name in ("radius", "distractors", "grain", "noise"):
+            lo, hi = getattr(self, name)
+            if not 0 <= lo <= hi:
+                raise ValueError(f"Style.{name} must be a range 0 <= min <= max, got {(lo, hi)}")
+
+
+# "standard": the look described above. "clear": the same classes, motions, backgrounds,
+# durations and aspect ratios, but a bigger object, no distractors and little grain; what a
+# model of a few hundred thousand weights trained for minutes on 2 CPU cores can learn (the
+# built-in demo uses it).
+STYLES: dict[str, Style] = {
+    "standard": Style(),
+    "clear": Style(radius=(0.16, 0.26), distractors=(0, 0), grain=(0.0, 3.0), noise=(0, 2)),
+}
 
 
 # ----------------------------------------------------------------------------- scene and track
@@ -185,7 +217,9 @@ def _interp_matrix(n_out: int, n_in: int) -> np.ndarray:
     return m
 
 
-def _background(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+def _background(
+    rng: np.random.Generator, h: int, w: int, grain_range: tuple[float, float] = (0.0, 10.0)
+) -> np.ndarray:
     """(H, W, 3) float32: a gradient, smooth colour noise or stripes, plus static grain."""
     ys = np.arange(h, dtype=np.float32)[:, None] / max(h, w)
     xs = np.arange(w, dtype=np.float32)[None, :] / max(h, w)
@@ -203,7 +237,7 @@ def _background(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
         freq = rng.uniform(2, 8)
         g = 0.5 + 0.5 * np.sin(2 * np.pi * freq * along + rng.uniform(0, 2 * np.pi))
     bg = c0 + (c1 - c0) * g[..., None]
-    grain = rng.uniform(0, 10)
+    grain = rng.uniform(*grain_range)
     bg += rng.standard_normal((h, w, 3), dtype=np.float32) * np.float32(grain)
     return bg.astype(np.float32)
 
@@ -277,12 +311,14 @@ def sample_scene(
     size: tuple[int, int] | None = None,
     frame_range: tuple[int, int] = (32, 144),
     short_side: tuple[int, int] = (64, 112),
+    style: Style = Style(),
 ) -> Scene:
     """Draw one video's random content; the class is *not* an input (see the module docstring).
 
     ``num_frames`` and ``size`` (height, width; both even) are drawn from ``frame_range`` and
     ``short_side`` x a random aspect ratio when not given (:func:`make_dataset` gives them, to
-    stratify). The draw order is fixed, so the same generator state gives the same scene.
+    stratify). The draw order is fixed, so the same generator state gives the same scene (for a
+    given ``style``, which only rescales the draws).
     """
     if num_frames is None:
         num_frames = int(rng.integers(frame_range[0], frame_range[1] + 1))
@@ -295,8 +331,9 @@ def sample_scene(
     if h % 2 or w % 2 or min(h, w) < 16:
         raise ValueError(f"frame size must be even and >= 16, got {h}x{w} (h x w)")
     side = min(h, w)
-    bg = _background(rng, h, w)
-    for _ in range(int(rng.integers(0, 3))):  # static distractors: the same shape family
+    bg = _background(rng, h, w, style.grain)
+    lo, hi = style.distractors
+    for _ in range(int(rng.integers(lo, hi + 1))):  # static distractors: the same shape family
         _paint(
             bg,
             SHAPES[int(rng.integers(len(SHAPES)))],
@@ -318,7 +355,7 @@ def sample_scene(
         shape=SHAPES[int(rng.integers(len(SHAPES)))],
         colour=colour,
         marker_colour=marker,
-        radius=float(rng.uniform(0.10, 0.18) * side),
+        radius=float(rng.uniform(*style.radius) * side),
         orientation=float(rng.uniform(0, 2 * np.pi)),
         position=(float(rng.uniform()), float(rng.uniform())),
         window=(float(rng.uniform(0, 0.25)), float(1 - rng.uniform(0, 0.25))),
@@ -331,7 +368,7 @@ def sample_scene(
             float(rng.uniform(-0.08, 0.08) * side),
             float(rng.uniform(-0.08, 0.08) * side),
         ),
-        noise_amplitude=int(rng.integers(0, 7)),
+        noise_amplitude=int(rng.integers(style.noise[0], style.noise[1] + 1)),
         noise_seed=int(rng.integers(2**63)),
     )
 
@@ -439,6 +476,7 @@ def render_video(
     size: tuple[int, int] | None = None,
     frame_range: tuple[int, int] = (32, 144),
     short_side: tuple[int, int] = (64, 112),
+    style: Style = Style(),
 ) -> np.ndarray:
     """``(T, H, W, 3)`` uint8: one random video of ``class_name`` (a pure function of ``rng``).
 
@@ -448,7 +486,12 @@ def render_video(
     """
     _check_class(class_name)
     scene = sample_scene(
-        rng, num_frames=num_frames, size=size, frame_range=frame_range, short_side=short_side
+        rng,
+        num_frames=num_frames,
+        size=size,
+        frame_range=frame_range,
+        short_side=short_side,
+        style=style,
     )
     return render_scene(scene, class_name)
 
@@ -463,7 +506,7 @@ class GeneratedVideo:
     filename: str
     label: int
     class_name: str
-    split: str  # "train" | "val"
+    split: str  # "train" | "val" | "unlabeled" (pretraining only)
     num_frames: int
     height: int
     width: int
@@ -499,6 +542,10 @@ class DatasetInfo:
     @property
     def num_val(self) -> int:
         return sum(v.split == "val" for v in self.videos)
+
+    @property
+    def num_unlabeled(self) -> int:
+        return sum(v.split == "unlabeled" for v in self.videos)
 
 
 def _resolve_classes(classes: int | Sequence[str] | None) -> tuple[str, ...]:
@@ -548,9 +595,9 @@ def video_generator(seed: int, class_name: str, index: int) -> np.random.Generat
 
 def _write_one(job: tuple) -> None:
     """Render and encode one video (module level so a process pool can pickle it)."""
-    path, class_name, seed, k, num_frames, size, fps = job
+    path, class_name, seed, k, num_frames, size, fps, style = job
     rng = video_generator(seed, class_name, k)
-    frames = render_video(class_name, rng, num_frames=num_frames, size=size)
+    frames = render_video(class_name, rng, num_frames=num_frames, size=size, style=style)
     tmp = os.path.join(os.path.dirname(path), "." + os.path.basename(path) + ".partial.mp4")
     write_video(tmp, frames, fps)
     os.replace(tmp, path)  # a half-written file never carries the final name
@@ -575,6 +622,8 @@ def make_dataset(
     frame_range: tuple[int, int] = (32, 144),
     fps: int = 30,
     workers: int | None = None,
+    style: Style | str = "standard",
+    unlabeled_per_class: int = 0,
 ) -> DatasetInfo:
     """Write a generated dataset under ``out_dir``; returns what was written.
 
@@ -591,6 +640,11 @@ def make_dataset(
     class (rounded, at least one when it is > 0 and the class has >= 2 videos, never all) goes
     to val. ``workers`` processes encode in parallel (default: the CPU count; 0 or 1 = in this
     process). The output depends on neither ``workers`` nor which other classes were asked for.
+
+    ``unlabeled_per_class`` more videos per class (``..._u<k>.mp4``, split ``unlabeled``, their own
+    stratification, so the labeled videos do not change) join ``pretrain_list.txt`` only: the
+    semi-supervised setting in which self-supervised pretraining pays, many unlabeled videos and
+    few labeled ones. ``style``: a :class:`Style` or a name in :data:`STYLES`.
     """
     names = _resolve_classes(classes)
     if videos_per_class < 1:
@@ -603,6 +657,12 @@ def make_dataset(
     s_lo, s_hi = (int(x) for x in short_side)
     if not 16 <= s_lo <= s_hi:
         raise ValueError(f"short_side must satisfy 16 <= min <= max, got {short_side}")
+    if isinstance(style, str):
+        if style not in STYLES:
+            raise ValueError(f"unknown style {style!r}; known: {', '.join(STYLES)}")
+        style = STYLES[style]
+    if unlabeled_per_class < 0:
+        raise ValueError(f"unlabeled_per_class must be >= 0, got {unlabeled_per_class}")
 
     start = time.perf_counter()
     root = Path(out_dir)
@@ -612,26 +672,33 @@ def make_dataset(
     jobs = []
     for label, name in enumerate(names):
         c = CLASS_NAMES.index(name)  # content is keyed by the global class index, not the label
-        plan = np.random.default_rng([seed, 0, c])
-        u = (plan.permutation(n) + plan.uniform(size=n)) / n
-        frames = _durations(u, (lo, hi))
-        aspects = (plan.permutation(n) + plan.integers(len(ASPECT_RATIOS))) % len(ASPECT_RATIOS)
-        shorts = [_even(x) for x in plan.uniform(s_lo, s_hi, size=n)]
-        n_val = round(n * val_fraction)
-        if val_fraction > 0 and n >= 2:
-            n_val = max(n_val, 1)
-        n_val = min(n_val, n - 1) if n >= 2 else 0
-        val = set(plan.permutation(n)[:n_val].tolist())
         (video_dir / _slug(name)).mkdir(parents=True, exist_ok=True)
-        for k in range(n):
-            filename = f"{_slug(name)}/{_slug(name)}_{k:04d}.mp4"
-            h, w = _frame_size(min(max(shorts[k], s_lo), s_hi), ASPECT_RATIOS[int(aspects[k])])
-            videos.append(
-                GeneratedVideo(
-                    filename, label, name, "val" if k in val else "train", int(frames[k]), h, w
+        for part, count in ((0, n), (2, unlabeled_per_class)):
+            if count == 0:
+                continue
+            plan = np.random.default_rng([seed, part, c])
+            u = (plan.permutation(count) + plan.uniform(size=count)) / count
+            frames = _durations(u, (lo, hi))
+            aspects = plan.permutation(count) + plan.integers(len(ASPECT_RATIOS))
+            aspects %= len(ASPECT_RATIOS)
+            shorts = [_even(x) for x in plan.uniform(s_lo, s_hi, size=count)]
+            if part == 0:
+                n_val = round(count * val_fraction)
+                if val_fraction > 0 and count >= 2:
+                    n_val = max(n_val, 1)
+                n_val = min(n_val, count - 1) if count >= 2 else 0
+                val = set(plan.permutation(count)[:n_val].tolist())
+            for i in range(count):
+                # unlabeled videos take indices after the labeled ones: distinct content
+                k, tag = (i, "") if part == 0 else (n + i, "u")
+                split = ("val" if i in val else "train") if part == 0 else "unlabeled"
+                filename = f"{_slug(name)}/{_slug(name)}_{tag}{i:04d}.mp4"
+                short = min(max(shorts[i], s_lo), s_hi)
+                h, w = _frame_size(short, ASPECT_RATIOS[int(aspects[i])])
+                videos.append(GeneratedVideo(filename, label, name, split, int(frames[i]), h, w))
+                jobs.append(
+                    (str(video_dir / filename), name, seed, k, int(frames[i]), (h, w), fps, style)
                 )
-            )
-            jobs.append((str(video_dir / filename), name, seed, k, int(frames[k]), (h, w), fps))
 
     workers = (os.cpu_count() or 1) if workers is None else int(workers)
     workers = min(workers, len(jobs))
@@ -653,8 +720,9 @@ def make_dataset(
         (VideoRecord(v.filename, v.label) for v in videos if v.split == "val"),
         root / "val_list.txt",
     )
+    unlabeled = [v for v in videos if v.split == "unlabeled"]
     (root / "pretrain_list.txt").write_text(
-        "".join(f"{v.filename} 0 -1\n" for v in train), encoding="utf-8"
+        "".join(f"{v.filename} 0 -1\n" for v in train + unlabeled), encoding="utf-8"
     )
     (root / "label_map.txt").write_text("".join(f"{x}\n" for x in names), encoding="utf-8")
     (root / "metadata.tsv").write_text(
@@ -713,6 +781,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--fps", type=int, default=30)
     parser.add_argument("--workers", type=int, default=None, help="default: CPU count")
+    parser.add_argument(
+        "--style",
+        choices=sorted(STYLES),
+        default="standard",
+        help="standard (small objects, distractors, grain) or clear (what the demo uses)",
+    )
+    parser.add_argument(
+        "--unlabeled-per-class",
+        type=int,
+        default=0,
+        help="extra videos per class for pretraining only (pretrain_list.txt)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -731,11 +811,14 @@ def run(args: argparse.Namespace) -> int:
             frame_range=(args.frames[0], args.frames[1]),
             fps=args.fps,
             workers=args.workers,
+            style=args.style,
+            unlabeled_per_class=args.unlabeled_per_class,
         )
     except ValueError as e:
         raise SystemExit(f"make-dataset: {e}") from None
     print(
         f"wrote {len(info.videos)} videos ({info.num_train} train, {info.num_val} val, "
+        f"{info.num_unlabeled} unlabeled, "
         f"{info.num_classes} classes) to {info.video_dir} in {info.seconds:.1f} s"
     )
     for what in ("train_list", "val_list", "pretrain_list", "label_map"):

@@ -37,7 +37,7 @@ from videomae2.data.annotations import VideoRecord, parse_video_list
 from videomae2.data.datasets import VideoTestDataset, collate_views
 from videomae2.data.decode import open_video, read_frames
 from videomae2.metrics import accuracy_metrics
-from videomae2.models.recognizer import Recognizer
+from videomae2.models.recognizer import Recognizer, cast_matmul_weights
 from videomae2.models.registry import create_model
 from videomae2.progress import Progress
 
@@ -67,12 +67,16 @@ def build_recognizer(cfg: TestConfig, checkpoint: str | None) -> Recognizer:
         raise ValueError(
             f"model.data_preprocessor.format_shape must be NCTHW, got {pre.format_shape}"
         )
+    bf16 = cfg.test_cfg.precision == "bf16"
+    if bf16:  # autocast would round the same weights in every forward: round them once
+        cast_matmul_weights(model, torch.bfloat16)
     return Recognizer(
         model.eval(),
         mean=pre.mean,
         std=pre.std,
         average_clips=cfg.model.cls_head.average_clips,
         max_views_per_forward=cfg.test_cfg.max_views_per_forward or None,
+        autocast_dtype=torch.bfloat16 if bf16 else None,
     ).eval()
 
 

@@ -86,7 +86,9 @@ class Recognizer(nn.Module):
     def backbone(self, x: torch.Tensor) -> torch.Tensor:
         """Normalised `(N, 3, T, H, W)` -> float32 logits `(N, K)`, under autocast if asked."""
         dtype = self.autocast_dtype
-        with torch.autocast(x.device.type, dtype=dtype, enabled=dtype is not None):
+        if dtype is None:  # no context at all: an `enabled=False` one would undo the caller's
+            return self.model(x).float()
+        with torch.autocast(x.device.type, dtype=dtype):
             return self.model(x).float()
 
     def forward(self, views: torch.Tensor) -> torch.Tensor:
