@@ -75,6 +75,7 @@ __all__ = [
     "render_video",
     "run",
     "sample_scene",
+    "scene_generator",
     "trajectory",
     "video_generator",
 ]
@@ -121,8 +122,11 @@ class Style:
     distractors: tuple[int, int] = (0, 2)  # static look-alike shapes painted into the background
     grain: tuple[float, float] = (0.0, 10.0)  # static background grain, std in grey levels
     noise: tuple[int, int] = (0, 6)  # per-frame sensor noise, uniform +-this, grey levels
+    contrast: float = 1.0  # background pattern strength: 0 = one flat random colour
 
     def __post_init__(self) -> None:
+        if not 0 <= self.contrast <= 1:
+            raise ValueError(f"Style.contrast must be in [0, 1], got {self.contrast}")
         for name in ("radius", "distractors", "grain", "noise"):
             lo, hi = getattr(self, name)
             if not 0 <= lo <= hi:
@@ -130,12 +134,15 @@ class Style:
 
 
 # "standard": the look described above. "clear": the same classes, motions, backgrounds,
-# durations and aspect ratios, but a bigger object, no distractors and little grain; what a
-# model of a few hundred thousand weights trained for minutes on 2 CPU cores can learn (the
-# built-in demo uses it).
+# durations and aspect ratios, but a bigger object, no distractors and little grain. "plain":
+# also one flat random colour behind a still bigger object. The classes, their motions and the
+# time-reversal guarantees are the same in every style.
 STYLES: dict[str, Style] = {
     "standard": Style(),
     "clear": Style(radius=(0.16, 0.26), distractors=(0, 0), grain=(0.0, 3.0), noise=(0, 2)),
+    "plain": Style(
+        radius=(0.2, 0.3), distractors=(0, 0), grain=(0.0, 2.0), noise=(0, 1), contrast=0.0
+    ),
 }
 
 
@@ -218,7 +225,11 @@ def _interp_matrix(n_out: int, n_in: int) -> np.ndarray:
 
 
 def _background(
-    rng: np.random.Generator, h: int, w: int, grain_range: tuple[float, float] = (0.0, 10.0)
+    rng: np.random.Generator,
+    h: int,
+    w: int,
+    grain_range: tuple[float, float] = (0.0, 10.0),
+    contrast: float = 1.0,
 ) -> np.ndarray:
     """(H, W, 3) float32: a gradient, smooth colour noise or stripes, plus static grain."""
     ys = np.arange(h, dtype=np.float32)[:, None] / max(h, w)
@@ -236,7 +247,7 @@ def _background(
     else:  # soft stripes
         freq = rng.uniform(2, 8)
         g = 0.5 + 0.5 * np.sin(2 * np.pi * freq * along + rng.uniform(0, 2 * np.pi))
-    bg = c0 + (c1 - c0) * g[..., None]
+    bg = c0 + (c1 - c0) * (contrast * g[..., None])
     grain = rng.uniform(*grain_range)
     bg += rng.standard_normal((h, w, 3), dtype=np.float32) * np.float32(grain)
     return bg.astype(np.float32)
@@ -331,7 +342,7 @@ def sample_scene(
     if h % 2 or w % 2 or min(h, w) < 16:
         raise ValueError(f"frame size must be even and >= 16, got {h}x{w} (h x w)")
     side = min(h, w)
-    bg = _background(rng, h, w, style.grain)
+    bg = _background(rng, h, w, style.grain, style.contrast)
     lo, hi = style.distractors
     for _ in range(int(rng.integers(lo, hi + 1))):  # static distractors: the same shape family
         _paint(
@@ -593,10 +604,16 @@ def video_generator(seed: int, class_name: str, index: int) -> np.random.Generat
     return np.random.default_rng([seed, 1, CLASS_NAMES.index(class_name), index])
 
 
+def scene_generator(seed: int, index: int) -> np.random.Generator:
+    """The generator behind scene ``index`` of a ``shared_scenes`` dataset: one for all classes,
+    so video ``index`` of every class shows the same scene (see :func:`make_dataset`)."""
+    return np.random.default_rng([seed, 3, index])
+
+
 def _write_one(job: tuple) -> None:
     """Render and encode one video (module level so a process pool can pickle it)."""
-    path, class_name, seed, k, num_frames, size, fps, style = job
-    rng = video_generator(seed, class_name, k)
+    path, class_name, seed, k, num_frames, size, fps, style, shared = job
+    rng = scene_generator(seed, k) if shared else video_generator(seed, class_name, k)
     frames = render_video(class_name, rng, num_frames=num_frames, size=size, style=style)
     tmp = os.path.join(os.path.dirname(path), "." + os.path.basename(path) + ".partial.mp4")
     write_video(tmp, frames, fps)
@@ -624,6 +641,7 @@ def make_dataset(
     workers: int | None = None,
     style: Style | str = "standard",
     unlabeled_per_class: int = 0,
+    shared_scenes: bool = False,
 ) -> DatasetInfo:
     """Write a generated dataset under ``out_dir``; returns what was written.
 
@@ -645,6 +663,12 @@ def make_dataset(
     stratification, so the labeled videos do not change) join ``pretrain_list.txt`` only: the
     semi-supervised setting in which self-supervised pretraining pays, many unlabeled videos and
     few labeled ones. ``style``: a :class:`Style` or a name in :data:`STYLES`.
+
+    ``shared_scenes``: video ``k`` of every class shows the same scene (background, object,
+    size, duration, speed; :func:`scene_generator`), only the motion differs, and the val split
+    takes the same ``k`` in every class. A small training set then cannot be memorised by
+    appearance (every training scene comes with every label), and val scenes are unseen ones:
+    what a model learns must be the motion. Without it each video has its own scene.
     """
     names = _resolve_classes(classes)
     if videos_per_class < 1:
@@ -676,7 +700,8 @@ def make_dataset(
         for part, count in ((0, n), (2, unlabeled_per_class)):
             if count == 0:
                 continue
-            plan = np.random.default_rng([seed, part, c])
+            # shared scenes: one plan (durations, sizes, split) for every class
+            plan = np.random.default_rng([seed, part, len(CLASS_NAMES) if shared_scenes else c])
             u = (plan.permutation(count) + plan.uniform(size=count)) / count
             frames = _durations(u, (lo, hi))
             aspects = plan.permutation(count) + plan.integers(len(ASPECT_RATIOS))
@@ -696,9 +721,9 @@ def make_dataset(
                 short = min(max(shorts[i], s_lo), s_hi)
                 h, w = _frame_size(short, ASPECT_RATIOS[int(aspects[i])])
                 videos.append(GeneratedVideo(filename, label, name, split, int(frames[i]), h, w))
-                jobs.append(
-                    (str(video_dir / filename), name, seed, k, int(frames[i]), (h, w), fps, style)
-                )
+                size = (h, w)
+                jobs.append((str(video_dir / filename), name, seed, k, int(frames[i]), size, fps))
+                jobs[-1] += (style, shared_scenes)
 
     workers = (os.cpu_count() or 1) if workers is None else int(workers)
     workers = min(workers, len(jobs))
@@ -788,6 +813,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="standard (small objects, distractors, grain) or clear (what the demo uses)",
     )
     parser.add_argument(
+        "--shared-scenes",
+        action="store_true",
+        help="video k of every class shows the same scene; only the motion differs",
+    )
+    parser.add_argument(
         "--unlabeled-per-class",
         type=int,
         default=0,
@@ -813,6 +843,7 @@ def run(args: argparse.Namespace) -> int:
             workers=args.workers,
             style=args.style,
             unlabeled_per_class=args.unlabeled_per_class,
+            shared_scenes=args.shared_scenes,
         )
     except ValueError as e:
         raise SystemExit(f"make-dataset: {e}") from None
