@@ -164,7 +164,8 @@ def test_shared_scenes_give_every_class_the_same_scenes_and_split(tmp_path):
     )  # fmt: skip
     assert np.array_equal(right, left[::-1])
     decoded = read_frames(str(info.video_dir / v.filename), np.arange(v.num_frames))
-    assert np.abs(decoded.astype(int) - left.astype(int)).mean() < 6  # H.264 is lossy
+    err = np.abs(decoded.astype(int) - left.astype(int)).mean()  # H.264 at 46 px is lossy
+    assert err < 12 and err < np.abs(decoded.astype(int) - right.astype(int)).mean()
     # without shared scenes, video 1 of two classes shows different scenes
     plain = gen.render_video(
         "moving right", gen.video_generator(SEED, "moving right", 1), num_frames=v.num_frames,
