@@ -92,6 +92,7 @@ def pretrain_config(info, plan: DemoPlan, work: Path):
             input_size=SIZE,
             num_sample=2,
             num_workers=2,
+            cache_mb=1024,  # ~0.5 GB for the full plan: decode once, ~1.8x the steps/s
         ),
         optim=PretrainOptimConfig(
             base_lr=1.5e-3 * 256 / 8, min_lr=1e-5 * 256 / 8, warmup_epochs=1, clip_grad=1.0

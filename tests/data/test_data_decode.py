@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from videomae2.data.decode import (
+    FrameCache,
     VideoDecodeError,
     open_video,
     read_frames,
@@ -139,3 +140,31 @@ def test_moving_square_video_is_seeded():
     assert a.shape == (5, 32, 40, 3) and a.dtype == np.uint8
     np.testing.assert_array_equal(a, b)
     assert all(not np.array_equal(a[t], a[t + 1]) for t in range(4))
+
+
+def test_frame_cache_reads_what_read_frames_decodes(videos):
+    cache = FrameCache()
+    names = ["n30.mp4", "n61.mp4", "truncated.mp4", "garbage.mp4", "missing.mp4", "n62.mp4"]
+    n = cache.fill([videos[k] for k in names], max_bytes=30 * 48 * 64 * 3 + 61 * 48 * 64 * 3)
+    assert n == 2 and len(cache) == 2  # the bad files are skipped, then the budget is full
+    rng = np.random.default_rng(0)
+    for name in ("n30.mp4", "n61.mp4", "n62.mp4"):  # the last one is not cached: a fallback
+        info = cache.info(videos[name])
+        assert (info.num_frames, info.height, info.width) == (
+            open_video(videos[name]).num_frames,
+            48,
+            64,
+        )
+        for _ in range(3):  # wrapped, repeated, unsorted indices as the samplers make them
+            idx = rng.integers(0, info.num_frames, size=8)
+            got = cache.read(videos[name], idx)
+            assert np.array_equal(got, read_frames(videos[name], idx))
+            got[...] = 0  # a fresh array: writing to it leaves the cache alone
+    assert np.array_equal(cache.read(videos["n30.mp4"], [3]), read_frames(videos["n30.mp4"], [3]))
+    # errors are exactly those of the uncached calls
+    with pytest.raises(VideoDecodeError, match="out of range: only 30 frames"):
+        cache.read(videos["n30.mp4"], [0, 30])
+    with pytest.raises(VideoDecodeError, match="negative"):
+        cache.read(videos["n30.mp4"], [-1])
+    with pytest.raises(VideoDecodeError, match="cannot open"):
+        cache.info(videos["garbage.mp4"])

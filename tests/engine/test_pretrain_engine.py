@@ -113,6 +113,16 @@ def test_loss_falls_over_30_steps(videos, tmp_path):
     assert all(float(r["grad_norm"]) > 0 for r in rows)
 
 
+def test_frame_cache_changes_nothing(videos, tmp_path, capsys):
+    """data.cache_mb reads clips from memory (2 workers share it) and trains bit-identically."""
+    a, b = tmp_path / "cached", tmp_path / "decoded"
+    run_pretrain(make_cfg(a, videos, **{"train.max_steps": 4, "data.num_workers": 2,
+                                        "data.cache_mb": 64}))  # fmt: skip
+    assert "frame cache: 8 of 8 videos" in capsys.readouterr().out
+    run_pretrain(make_cfg(b, videos, **{"train.max_steps": 4}))
+    assert_states_equal(ckpt(a, 4)["model"], ckpt(b, 4)["model"])
+
+
 def test_kill_and_resume_is_bit_identical(videos, tmp_path):
     # k = 3 stops mid-epoch (4 steps/epoch); 2k = 6 crosses an epoch boundary after the resume.
     a, b = tmp_path / "interrupted", tmp_path / "straight"

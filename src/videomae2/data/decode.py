@@ -30,6 +30,7 @@ import numpy as np
 
 __all__ = [
     "BACKENDS",
+    "FrameCache",
     "VideoDecodeError",
     "VideoInfo",
     "open_video",
@@ -278,3 +279,58 @@ def read_frames(
         raise VideoDecodeError(path, f"negative frame index {int(idx.min())}")
     _check_file(path)
     return _READ[backend](path, idx)
+
+
+class FrameCache:
+    """Whole decoded videos kept in memory, for small datasets read many times (the demo).
+
+    :meth:`fill` decodes each file once; :meth:`info` and :meth:`read` then stand in for
+    :func:`open_video` and :func:`read_frames` (same signatures, same frames: the cache holds what
+    ``read_frames`` decodes) and fall back to them for a file that is not cached, e.g. one that
+    failed to decode, so errors are reported exactly as without a cache. Fill it in the main
+    process before DataLoader workers fork: they then share the arrays copy-on-write.
+    """
+
+    def __init__(self, backend: str = "pyav") -> None:
+        _check_backend(backend)
+        self.backend = backend
+        self._videos: dict[str, tuple[VideoInfo, np.ndarray]] = {}
+
+    @property
+    def nbytes(self) -> int:
+        return sum(frames.nbytes for _, frames in self._videos.values())
+
+    def __len__(self) -> int:
+        return len(self._videos)
+
+    def fill(self, paths: Sequence[str | os.PathLike], max_bytes: int) -> int:
+        """Decode ``paths`` in order until ``max_bytes`` would be exceeded; returns how many are
+        cached. Bad files are skipped (left to the fallback)."""
+        for path in paths:
+            path = os.fspath(path)
+            if path in self._videos:
+                continue
+            try:
+                info = open_video(path, self.backend)
+                frames = read_frames(path, np.arange(info.num_frames), self.backend)
+            except (VideoDecodeError, OSError, ValueError):
+                continue
+            if self.nbytes + frames.nbytes > max_bytes:
+                break
+            frames.setflags(write=False)
+            self._videos[path] = (info, frames)
+        return len(self._videos)
+
+    def info(self, path: str | os.PathLike) -> VideoInfo:
+        hit = self._videos.get(os.fspath(path))
+        return hit[0] if hit is not None else open_video(path, self.backend)
+
+    def read(self, path: str | os.PathLike, indices: Sequence[int] | np.ndarray) -> np.ndarray:
+        hit = self._videos.get(os.fspath(path))
+        idx = np.asarray(indices, dtype=np.int64).reshape(-1)
+        if hit is None or idx.size == 0 or int(idx.min()) < 0:
+            return read_frames(path, idx, self.backend)
+        frames = hit[1]
+        if int(idx.max()) >= len(frames):
+            return read_frames(path, idx, self.backend)  # raises as without the cache
+        return frames[idx]  # fancy indexing: a fresh, writable array

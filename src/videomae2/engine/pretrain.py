@@ -35,6 +35,7 @@ from torch.utils.data import DataLoader
 
 from videomae2 import distributed as D
 from videomae2.config import apply_overrides, dump_json, load_config, to_dict
+from videomae2.data.decode import FrameCache
 from videomae2.data.train_datasets import (
     PretrainDataset,
     collate_pretrain,
@@ -95,6 +96,9 @@ class PretrainDataConfig:
     synthetic_videos: int = 0  # > 0: first fill data_root with this many generated videos
     synthetic_frames: int = 48
     synthetic_size: tuple[int, int] = (96, 128)  # (h, w) of generated videos
+    # > 0: decode up to this many MiB of videos once, before training, and read clips from
+    # memory (small datasets such as the demo's; the workers share it copy-on-write)
+    cache_mb: int = 0
 
 
 @dataclass
@@ -166,6 +170,12 @@ def build_model(cfg: PretrainJobConfig) -> nn.Module:
 def build_dataset(cfg: PretrainJobConfig, patch_size: int, tubelet_size: int) -> PretrainDataset:
     d, k = cfg.data, cfg.masks
     records = load_pretrain_records(d.ann_file, d.data_root)
+    readers = {}
+    if d.cache_mb > 0:
+        cache = FrameCache()
+        n = cache.fill([r.path for r in records if r.total_frames < 0], d.cache_mb << 20)
+        print(f"frame cache: {n} of {len(records)} videos, {cache.nbytes / 2**20:.0f} MiB")
+        readers = dict(info_fn=cache.info, reader=cache.read)
     return PretrainDataset(
         records,
         num_frames=d.num_frames,
@@ -180,6 +190,7 @@ def build_dataset(cfg: PretrainJobConfig, patch_size: int, tubelet_size: int) ->
         decoder_mask_ratio=k.decoder_mask_ratio,
         seed=cfg.train.seed,
         max_retries=d.max_retries,
+        **readers,
     )
 
 
