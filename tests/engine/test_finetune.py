@@ -166,6 +166,20 @@ def test_whole_run_validates_keeps_best_and_tests(data, tmp_path):
     assert load_weights(model, work / "final_model.pth").complete
 
 
+def test_frame_cache_changes_nothing(data, tmp_path, capsys):
+    """data.cache_mb: training and validation read from memory, with the same results."""
+    extra = {"train.max_steps": 6, "test.enabled": False, "train.epochs": 1}
+    a, b = tmp_path / "cached", tmp_path / "decoded"
+    run_finetune(make_cfg(a, data, **extra, **{"data.cache_mb": 64, "data.num_workers": 2}))
+    out = capsys.readouterr().out
+    assert out.count("frame cache:") == 2  # the training and the validation set
+    run_finetune(make_cfg(b, data, **extra))
+    ca, cb = (U.load_checkpoint(U.checkpoint_path(w, 6)) for w in (a, b))
+    for k, v in cb["model"].items():
+        assert torch.equal(ca["model"][k], v), k
+    assert read_csv(a / "val_log.csv") == read_csv(b / "val_log.csv")
+
+
 def test_kill_and_resume_is_bit_identical(data, tmp_path):
     # 12 steps per epoch; stop at 4 (mid-epoch 0), resume to the end of epoch 2 (24 steps)
     extra = {

@@ -61,7 +61,7 @@ from videomae2.config import (
     to_dict,
 )
 from videomae2.data.datasets import collate_views
-from videomae2.data.decode import open_video, read_frames
+from videomae2.data.decode import FrameCache, open_video, read_frames
 from videomae2.data.finetune_datasets import (
     FinetuneDataset,
     LabeledVideo,
@@ -132,6 +132,9 @@ class FinetuneDataConfig:
     decode_backend: str = "pyav"
     max_retries: int = 10
     aug_pool: int = 0  # > 0: each video has this many fixed augmented variants (cache hits)
+    # > 0: decode up to this many MiB of training + validation videos once, before training,
+    # and read clips from memory (small datasets such as the demo's; workers share it)
+    cache_mb: int = 0
     # > 0: write a generated dataset (data/generated.py) to `generated_root` first, if missing
     generated_videos_per_class: int = 0
     generated_root: str = ""
@@ -278,6 +281,20 @@ def init_weights(model: nn.Module, mc: FinetuneModelConfig) -> str:
     return "\n".join([str(report), *notes])
 
 
+def video_readers(d: Any, items: list) -> dict[str, Any]:
+    """`info_fn` / `reader` for a dataset: the decoder, or a filled `FrameCache` when
+    `data.cache_mb` > 0 (each call decodes these items' videos once, within that budget)."""
+    if d.cache_mb <= 0:
+        return dict(
+            info_fn=partial(open_video, backend=d.decode_backend),
+            reader=partial(read_frames, backend=d.decode_backend),
+        )
+    cache = FrameCache(d.decode_backend)
+    n = cache.fill(dict.fromkeys(it.path for it in items), d.cache_mb << 20)
+    print(f"frame cache: {n} videos, {cache.nbytes / 2**20:.0f} MiB")
+    return dict(info_fn=cache.info, reader=cache.read)
+
+
 def build_train_dataset(cfg: Any, num_classes: int) -> FinetuneDataset:
     d, a = cfg.data, cfg.aug
     indices = [read_index(p) for p in d.label_indices]
@@ -305,8 +322,7 @@ def build_train_dataset(cfg: Any, num_classes: int) -> FinetuneDataset:
         seed=cfg.train.seed,
         aug_pool=d.aug_pool,
         max_retries=d.max_retries,
-        info_fn=partial(open_video, backend=d.decode_backend),
-        reader=partial(read_frames, backend=d.decode_backend),
+        **video_readers(d, items),
     )
 
 
@@ -324,8 +340,7 @@ def build_val_dataset(cfg: Any, num_classes: int) -> VideoValDataset | None:
         frame_interval=d.frame_interval,
         short_side=short,
         crop_size=d.input_size,
-        info_fn=partial(open_video, backend=d.decode_backend),
-        reader=partial(read_frames, backend=d.decode_backend),
+        **video_readers(d, items),
     )
 
 
