@@ -120,3 +120,18 @@ def test_test_job_tiny_without_peer(tmp_path: Path) -> None:
         assert r["peak_pss_tree_mib"] > 0 and r["peak_rss_main_mib"] > 0
         assert r["ratio_vs_mmaction2"] is None and r["max_abs_diff_vs_mmaction2"] is None
     assert 0 < report["rows"][1]["max_abs_diff_vs_ours_fp32"] < 0.05  # bf16: near, not equal
+
+
+def test_attention_bench_quick() -> None:
+    """benchmarks/bench_attention.py --quick: both kernels, both precisions, equal outputs."""
+    script = BENCH.with_name("bench_attention.py")
+    proc = subprocess.run(
+        [sys.executable, str(script), "--quick"], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = [line.split() for line in proc.stdout.splitlines()[2:]]
+    assert [r[:3] for r in rows] == [
+        ["quick", p, impl] for p in ("fp32", "bf16") for impl in ("sdpa", "two-matmuls")
+    ]
+    for r in rows:
+        assert float(r[3]) > 0 and float(r[5]) < (1e-5 if r[1] == "fp32" else 2e-2)
