@@ -129,49 +129,17 @@ def test_unlabeled_videos_join_pretraining_only_and_leave_labeled_ones_unchanged
     lists = more.train_list.read_text() + more.val_list.read_text()
     assert not any(name in lists for name in unlabeled)
     first = next(v for v in more.videos if v.split == "unlabeled")
-    frames = gen.render_video(  # a new scene, not a copy of a labeled one
-        first.class_name,
-        gen.video_generator(SEED, first.class_name, 3),
-        num_frames=first.num_frames,
-        size=(first.height, first.width),
-    )
-    assert (more.video_dir / first.filename).is_file() and frames.shape[0] == first.num_frames
-
-
-def test_shared_scenes_give_every_class_the_same_scenes_and_split(tmp_path):
-    info = gen.make_dataset(
-        tmp_path / "shared", classes=4, videos_per_class=3, seed=SEED, val_fraction=0.34,
-        workers=2, shared_scenes=True, **SMALL,
-    )  # fmt: skip
-    by_class: dict[str, list] = {}
-    for v in info.videos:
-        by_class.setdefault(v.class_name, []).append(v)
-    rows = list(by_class.values())
-    for other in rows[1:]:  # same durations, sizes and split at every index k
-        assert [(v.num_frames, v.height, v.width, v.split) for v in other] == [
-            (v.num_frames, v.height, v.width, v.split) for v in rows[0]
-        ]
-    # the files hold scene k shown with each class's motion: a pair's second class is the
-    # first one's frames reversed, and the re-rendering from scene_generator matches the file
-    v = rows[0][1]
-    left = gen.render_video(
-        "moving left", gen.scene_generator(SEED, 1), num_frames=v.num_frames,
-        size=(v.height, v.width),
-    )  # fmt: skip
-    right = gen.render_video(
-        "moving right", gen.scene_generator(SEED, 1), num_frames=v.num_frames,
-        size=(v.height, v.width),
-    )  # fmt: skip
-    assert np.array_equal(right, left[::-1])
-    decoded = read_frames(str(info.video_dir / v.filename), np.arange(v.num_frames))
-    err = np.abs(decoded.astype(int) - left.astype(int)).mean()  # H.264 at 46 px is lossy
-    assert err < 12 and err < np.abs(decoded.astype(int) - right.astype(int)).mean()
-    # without shared scenes, video 1 of two classes shows different scenes
-    plain = gen.render_video(
-        "moving right", gen.video_generator(SEED, "moving right", 1), num_frames=v.num_frames,
-        size=(v.height, v.width),
-    )  # fmt: skip
-    assert not np.array_equal(plain, left[::-1])
+    # the first unlabeled video of a class is content index videos_per_class (3): a new scene
+    decoded = read_frames(more.video_dir / first.filename, np.arange(first.num_frames))
+    size = (first.height, first.width)
+    errs = [
+        np.abs(decoded.astype(np.float32) - gen.render_video(
+            first.class_name, gen.video_generator(SEED, first.class_name, k),
+            num_frames=first.num_frames, size=size,
+        )).mean()
+        for k in (3, 0)
+    ]  # fmt: skip
+    assert errs[0] < 12 and errs[0] < errs[1]  # H.264 at these sizes is lossy
 
 
 def test_styles_rescale_the_draws():
@@ -184,12 +152,9 @@ def test_styles_rescale_the_draws():
         assert clear.radius[0] * 64 <= a.radius <= clear.radius[1] * 64
         assert standard.radius[0] * 64 <= b.radius <= standard.radius[1] * 64
         assert a.noise_amplitude <= clear.noise[1]
-        # no distractors and little grain: the clear background is smooth
-        assert (
-            np.abs(np.diff(a.background, axis=1)).mean()
-            < np.abs(np.diff(b.background, axis=1)).mean() + 1e-3
-            or b.background.std() == 0
-        )
+        # the same pattern draws with less grain and no distractors: never rougher
+        rough = [np.abs(np.diff(x.background, axis=1)).mean() for x in (a, b)]
+        assert rough[0] <= rough[1] + 1e-3
     with pytest.raises(ValueError, match=r"Style\.radius"):
         gen.Style(radius=(0.3, 0.2))
 

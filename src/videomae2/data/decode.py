@@ -295,10 +295,7 @@ class FrameCache:
         _check_backend(backend)
         self.backend = backend
         self._videos: dict[str, tuple[VideoInfo, np.ndarray]] = {}
-
-    @property
-    def nbytes(self) -> int:
-        return sum(frames.nbytes for _, frames in self._videos.values())
+        self.nbytes = 0  # of the cached frames
 
     def __len__(self) -> int:
         return len(self._videos)
@@ -319,6 +316,7 @@ class FrameCache:
                 break
             frames.setflags(write=False)
             self._videos[path] = (info, frames)
+            self.nbytes += frames.nbytes
         return len(self._videos)
 
     def info(self, path: str | os.PathLike) -> VideoInfo:

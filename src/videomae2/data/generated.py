@@ -720,10 +720,11 @@ def make_dataset(
                 filename = f"{_slug(name)}/{_slug(name)}_{tag}{i:04d}.mp4"
                 short = min(max(shorts[i], s_lo), s_hi)
                 h, w = _frame_size(short, ASPECT_RATIOS[int(aspects[i])])
-                videos.append(GeneratedVideo(filename, label, name, split, int(frames[i]), h, w))
-                size = (h, w)
-                jobs.append((str(video_dir / filename), name, seed, k, int(frames[i]), size, fps))
-                jobs[-1] += (style, shared_scenes)
+                video = GeneratedVideo(filename, label, name, split, int(frames[i]), h, w)
+                videos.append(video)
+                path = str(video_dir / filename)
+                job = (path, name, seed, k, video.num_frames, (h, w), fps, style, shared_scenes)
+                jobs.append(job)
 
     workers = (os.cpu_count() or 1) if workers is None else int(workers)
     workers = min(workers, len(jobs))
@@ -810,7 +811,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--style",
         choices=sorted(STYLES),
         default="standard",
-        help="standard (small objects, distractors, grain) or clear (what the demo uses)",
+        help="standard (small objects, distractors, grain), clear (bigger object, no distractors, "
+        "little grain) or plain (also flat backgrounds)",
     )
     parser.add_argument(
         "--shared-scenes",

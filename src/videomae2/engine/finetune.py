@@ -35,7 +35,6 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -61,7 +60,6 @@ from videomae2.config import (
     to_dict,
 )
 from videomae2.data.datasets import collate_views
-from videomae2.data.decode import FrameCache, open_video, read_frames
 from videomae2.data.finetune_datasets import (
     FinetuneDataset,
     LabeledVideo,
@@ -281,20 +279,6 @@ def init_weights(model: nn.Module, mc: FinetuneModelConfig) -> str:
     return "\n".join([str(report), *notes])
 
 
-def video_readers(d: Any, items: list) -> dict[str, Any]:
-    """`info_fn` / `reader` for a dataset: the decoder, or a filled `FrameCache` when
-    `data.cache_mb` > 0 (each call decodes these items' videos once, within that budget)."""
-    if d.cache_mb <= 0:
-        return dict(
-            info_fn=partial(open_video, backend=d.decode_backend),
-            reader=partial(read_frames, backend=d.decode_backend),
-        )
-    cache = FrameCache(d.decode_backend)
-    n = cache.fill(dict.fromkeys(it.path for it in items), d.cache_mb << 20)
-    print(f"frame cache: {n} videos, {cache.nbytes / 2**20:.0f} MiB")
-    return dict(info_fn=cache.info, reader=cache.read)
-
-
 def build_train_dataset(cfg: Any, num_classes: int) -> FinetuneDataset:
     d, a = cfg.data, cfg.aug
     indices = [read_index(p) for p in d.label_indices]
@@ -322,7 +306,7 @@ def build_train_dataset(cfg: Any, num_classes: int) -> FinetuneDataset:
         seed=cfg.train.seed,
         aug_pool=d.aug_pool,
         max_retries=d.max_retries,
-        **video_readers(d, items),
+        **U.video_readers((it.path for it in items), d.cache_mb, d.decode_backend),
     )
 
 
@@ -340,7 +324,7 @@ def build_val_dataset(cfg: Any, num_classes: int) -> VideoValDataset | None:
         frame_interval=d.frame_interval,
         short_side=short,
         crop_size=d.input_size,
-        **video_readers(d, items),
+        **U.video_readers((it.path for it in items), d.cache_mb, d.decode_backend),
     )
 
 

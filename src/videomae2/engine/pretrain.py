@@ -35,7 +35,6 @@ from torch.utils.data import DataLoader
 
 from videomae2 import distributed as D
 from videomae2.config import apply_overrides, dump_json, load_config, to_dict
-from videomae2.data.decode import FrameCache
 from videomae2.data.train_datasets import (
     PretrainDataset,
     collate_pretrain,
@@ -170,12 +169,8 @@ def build_model(cfg: PretrainJobConfig) -> nn.Module:
 def build_dataset(cfg: PretrainJobConfig, patch_size: int, tubelet_size: int) -> PretrainDataset:
     d, k = cfg.data, cfg.masks
     records = load_pretrain_records(d.ann_file, d.data_root)
-    readers = {}
-    if d.cache_mb > 0:
-        cache = FrameCache()
-        n = cache.fill([r.path for r in records if r.total_frames < 0], d.cache_mb << 20)
-        print(f"frame cache: {n} of {len(records)} videos, {cache.nbytes / 2**20:.0f} MiB")
-        readers = dict(info_fn=cache.info, reader=cache.read)
+    videos = [r.path for r in records if r.total_frames < 0]  # frame folders are not cached
+    readers = U.video_readers(videos, d.cache_mb)
     return PretrainDataset(
         records,
         num_frames=d.num_frames,

@@ -15,8 +15,9 @@ import csv
 import math
 import os
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ import torch
 from torch import nn
 
 from videomae2.checkpoint.io import save_torch
+from videomae2.data.decode import FrameCache, open_video, read_frames
 
 CKPT_PATTERN = re.compile(r"^checkpoint-(\d+)\.pth$")
 
@@ -236,3 +238,19 @@ def check_finite(loss: float, step: int) -> None:
             f"loss is {loss} at step {step}: stopping. Lower the learning rate, enable gradient "
             "clipping (optim.clip_grad) or use bf16/fp32; the last checkpoint is intact."
         )
+
+
+def video_readers(
+    paths: Iterable[str], cache_mb: int, backend: str = "pyav"
+) -> dict[str, Callable[..., Any]]:
+    """`info_fn` / `reader` for a training dataset: the decoder, or, when `cache_mb` > 0, a
+    `FrameCache` filled here with `paths` (once each, within that budget) so workers read memory."""
+    if cache_mb <= 0:
+        return dict(
+            info_fn=partial(open_video, backend=backend),
+            reader=partial(read_frames, backend=backend),
+        )
+    cache = FrameCache(backend)
+    n = cache.fill(list(dict.fromkeys(paths)), cache_mb << 20)
+    print(f"frame cache: {n} videos, {cache.nbytes / 2**20:.0f} MiB")
+    return dict(info_fn=cache.info, reader=cache.read)
