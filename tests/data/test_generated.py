@@ -142,6 +142,42 @@ def test_unlabeled_videos_join_pretraining_only_and_leave_labeled_ones_unchanged
     assert errs[0] < 12 and errs[0] < errs[1]  # H.264 at these sizes is lossy
 
 
+def test_shared_scenes_give_every_class_the_same_scenes_and_split(tmp_path):
+    info = gen.make_dataset(
+        tmp_path / "shared", classes=4, videos_per_class=3, seed=SEED, val_fraction=0.34,
+        workers=2, shared_scenes=True, **SMALL,
+    )  # fmt: skip
+    by_class: dict[str, list] = {}
+    for v in info.videos:
+        by_class.setdefault(v.class_name, []).append(v)
+    rows = list(by_class.values())
+    for other in rows[1:]:  # same durations, sizes and split at every index k
+        assert [(v.num_frames, v.height, v.width, v.split) for v in other] == [
+            (v.num_frames, v.height, v.width, v.split) for v in rows[0]
+        ]
+    # the files hold scene k shown with each class's motion: a pair's second class is the
+    # first one's frames reversed, and the re-rendering from scene_generator matches the file
+    v = rows[0][1]
+    left = gen.render_video(
+        "moving left", gen.scene_generator(SEED, 1), num_frames=v.num_frames,
+        size=(v.height, v.width),
+    )  # fmt: skip
+    right = gen.render_video(
+        "moving right", gen.scene_generator(SEED, 1), num_frames=v.num_frames,
+        size=(v.height, v.width),
+    )  # fmt: skip
+    assert np.array_equal(right, left[::-1])
+    decoded = read_frames(str(info.video_dir / v.filename), np.arange(v.num_frames))
+    err = np.abs(decoded.astype(int) - left.astype(int)).mean()  # H.264 at 46 px is lossy
+    assert err < 12 and err < np.abs(decoded.astype(int) - right.astype(int)).mean()
+    # without shared scenes, video 1 of two classes shows different scenes
+    plain = gen.render_video(
+        "moving right", gen.video_generator(SEED, "moving right", 1), num_frames=v.num_frames,
+        size=(v.height, v.width),
+    )  # fmt: skip
+    assert not np.array_equal(plain, left[::-1])
+
+
 def test_styles_rescale_the_draws():
     clear, standard = gen.STYLES["clear"], gen.STYLES["standard"]
     assert standard == gen.Style()
