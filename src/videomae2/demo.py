@@ -10,8 +10,10 @@
    matrices as PNGs.
 
 Everything is sized for a 2-core CPU: 8 frames at 64 px, width 96, 4 blocks (the shape of the tiny
-recipes in configs/). Videos are decoded once into memory (`data.cache_mb`). On an idle 2-core
-machine the full run took 3.8 minutes and `--quick` half a minute.
+recipes in configs/). Videos are decoded once into memory (`data.cache_mb`). On a 2-core machine
+the full run took 6.5 minutes (scratch 45.0% vs pretrained 83.8% top-1, chance 10%) and `--quick`
+2.1 minutes (25% vs 75%, chance 25%). The videos use the "demo" style of data/generated.py; why
+that look, and what the other looks give, is in docs/demo.md.
 """
 
 from __future__ import annotations
@@ -49,16 +51,36 @@ FRAMES, INTERVAL, SIZE = 8, 4, 64
 @dataclass
 class DemoPlan:
     classes: int
-    videos_per_class: int
+    videos_per_class: int  # labelled: 80% train, 20% val
+    unlabeled_per_class: int  # pretraining only
     pretrain_epochs: int
     finetune_epochs: int
     test_clips: int
 
 
+# FULL: 320 train / 80 val videos, 720 for pretraining; 90 pretraining steps per epoch (~2000 in
+# all) and 40 fine-tuning steps per epoch (600), 16 clips per step.
 FULL = DemoPlan(
-    classes=10, videos_per_class=24, pretrain_epochs=16, finetune_epochs=12, test_clips=5
+    classes=10,
+    videos_per_class=40,
+    unlabeled_per_class=40,
+    pretrain_epochs=22,
+    finetune_epochs=15,
+    test_clips=5,
 )
-QUICK = DemoPlan(classes=4, videos_per_class=10, pretrain_epochs=5, finetune_epochs=6, test_clips=2)
+# QUICK: 4 classes (left / right / up / down), 64 train / 16 val videos, 224 for pretraining;
+# ~700 pretraining and 200 fine-tuning steps.
+QUICK = DemoPlan(
+    classes=4,
+    videos_per_class=20,
+    unlabeled_per_class=40,
+    pretrain_epochs=25,
+    finetune_epochs=25,
+    test_clips=2,
+)
+# The look of the demo's videos: data/generated.py's "demo" style (why it, docs/demo.md).
+DATA_STYLE = "demo"
+SHORT_SIDE = (64, 80)  # frames are resized to 64 anyway; smaller files fit the frame cache
 
 
 def _stage(i: int, n: int, text: str) -> float:
@@ -93,10 +115,13 @@ def pretrain_config(info, plan: DemoPlan, work: Path):
             input_size=SIZE,
             num_sample=2,
             num_workers=2,
-            cache_mb=1024,  # ~0.5 GB for the full plan: decode once, ~1.8x the steps/s
+            cache_mb=2048,  # ~1.2 GB for the full plan: decode once, ~1.8x the steps/s
         ),
         optim=PretrainOptimConfig(
-            base_lr=1.5e-3 * 256 / 8, min_lr=1e-5 * 256 / 8, warmup_epochs=1, clip_grad=1.0
+            base_lr=1.5e-3 * 256 / 8,
+            min_lr=1e-5 * 256 / 8,
+            warmup_epochs=max(1, plan.pretrain_epochs // 10),
+            clip_grad=1.0,
         ),
         train=PretrainRunConfig(
             epochs=plan.pretrain_epochs,
@@ -144,20 +169,25 @@ def finetune_config(info, plan: DemoPlan, work: Path, pretrained: str):
             short_side=SIZE,
             num_sample=2,
             num_workers=2,
-            cache_mb=1024,  # training + validation videos decoded once
+            cache_mb=2048,  # training + validation videos decoded once
         ),
         aug=AugmentConfig(
-            rrc_scale=(0.25, 1.0),
+            # 600 steps on 320 videos: the recipe's heavy regularisers (RandAugment, Mixup /
+            # CutMix, which also cut the one moving object out) only slow both models down here
+            rand_augment="",
+            rrc_scale=(0.4, 1.0),
             flip=False,  # left/right and clockwise/anticlockwise are classes here
-            mixup=0.8,
-            cutmix=1.0,
+            erase_prob=0.0,
+            mixup=0.0,
+            cutmix=0.0,
             label_smoothing=0.1,
         ),
         optim=FinetuneOptimConfig(
             base_lr=1e-3 * 256 / 8,
             min_lr=1e-6 * 256 / 8,
-            warmup_epochs=2,
-            layer_decay=0.75,
+            warmup_epochs=max(1, plan.finetune_epochs // 10),
+            # layer decay protects pretrained lower layers; from scratch there is nothing to keep
+            layer_decay=0.75 if pretrained else 1.0,
             clip_grad=5.0,
         ),
         train=FinetuneRunConfig(
@@ -241,7 +271,7 @@ def draw_reconstruction(ckpt: str, video: Path, out: Path) -> None:
     reconstruction_grid(model, clip, mask, dmask, normalize_target=normalize_target).save(out)
 
 
-def run_demo(out: Path, quick: bool = False) -> dict:
+def run_demo(out: Path, quick: bool = False, style: str = DATA_STYLE) -> dict:
     from videomae2.cli import main as cli_main
     from videomae2.data.generated import make_dataset
     from videomae2.engine.finetune import run_finetune
@@ -255,11 +285,19 @@ def run_demo(out: Path, quick: bool = False) -> dict:
 
     t = _stage(1, n, f"generated dataset: {plan.classes} classes x {plan.videos_per_class} videos")
     info = make_dataset(
-        out / "dataset", classes=plan.classes, videos_per_class=plan.videos_per_class, seed=0
+        out / "dataset",
+        classes=plan.classes,
+        videos_per_class=plan.videos_per_class,
+        seed=0,
+        short_side=SHORT_SIDE,
+        style=style,
+        unlabeled_per_class=plan.unlabeled_per_class,
+        shared_scenes=True,
     )
     print(
-        f"{info.num_train} train / {len(info.videos) - info.num_train} val videos under "
-        f"{info.video_dir} ({time.perf_counter() - t:.0f}s); classes: {', '.join(info.class_names)}"
+        f"{info.num_train} train / {info.num_val} val / {info.num_unlabeled} unlabeled videos "
+        f"under {info.video_dir} ({time.perf_counter() - t:.0f}s); "
+        f"classes: {', '.join(info.class_names)}"
     )
 
     t = _stage(2, n, f"self-supervised pretraining, dual masking, {plan.pretrain_epochs} epochs")
@@ -316,8 +354,9 @@ def run_demo(out: Path, quick: bool = False) -> dict:
     chance = 1.0 / info.num_classes
     summary = {
         "plan": dataclasses.asdict(plan),
+        "style": style,
         "num_classes": info.num_classes,
-        "num_val": len(info.videos) - info.num_train,
+        "num_val": info.num_val,
         "chance_top1": chance,
         "results": results,
         "pictures": {k: str(v) for k, v in pictures.items()},
@@ -342,9 +381,19 @@ def run_demo(out: Path, quick: bool = False) -> dict:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="demo_out", help="output folder (default: demo_out)")
     parser.add_argument("--quick", action="store_true", help="the ~3-minute version")
+    parser.add_argument(
+        "--style",
+        default=DATA_STYLE,
+        help=f"the generated videos' look (make-dataset --style; default {DATA_STYLE}): the other "
+        "styles show how much harder the same classes become",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     torch.set_num_threads(max(1, torch.get_num_threads()))
-    run_demo(Path(args.out), quick=args.quick)
+    from videomae2.data.generated import STYLES
+
+    if args.style not in STYLES:
+        raise SystemExit(f"demo: unknown --style {args.style!r}; known: {', '.join(STYLES)}")
+    run_demo(Path(args.out), quick=args.quick, style=args.style)
     return 0

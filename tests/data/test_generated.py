@@ -195,6 +195,38 @@ def test_styles_rescale_the_draws():
         gen.Style(radius=(0.3, 0.2))
 
 
+def test_demo_style_moves_a_light_object_over_a_dark_flat_background_the_whole_time():
+    """The demo's look: the same draws as every style (so the same classes and reversals), but
+    the object is lighter than the background in every channel, nothing is noisy, and the
+    motion runs from the first frame to the last (no still frames at the ends)."""
+    demo = gen.STYLES["demo"]
+    assert demo.light_on_dark and demo.still == 0 and demo.contrast == 0
+    for k in range(10):
+        scene = gen.sample_scene(np.random.default_rng(k), num_frames=40, size=(64, 96), style=demo)
+        assert scene.background.max() <= 96 and np.ptp(scene.background, axis=(0, 1)).max() == 0
+        assert scene.colour.min() >= 160 and scene.marker_colour.min() >= 160
+        assert scene.window == (0.0, 1.0) and scene.noise_amplitude == 0
+        frames = gen.render_scene(scene, "approaching").astype(np.int32)  # always in frame
+        bg = scene.background[0, 0].round().astype(np.int32)
+        assert (frames >= bg - 1).all()  # nothing darker than the background anywhere
+        moved = np.abs(np.diff(frames, axis=0)).sum(axis=(1, 2, 3))
+        assert (moved[:3] > 0).all() and (moved[-3:] > 0).all()  # moving at both ends
+        # the same random stream as any style without distractors: only the look changes
+        std = gen.sample_scene(
+            np.random.default_rng(k),
+            num_frames=40,
+            size=(64, 96),
+            style=gen.Style(distractors=(0, 0)),
+        )
+        assert (std.shape, std.position, std.profile) == (
+            scene.shape,
+            scene.position,
+            scene.profile,
+        )
+    with pytest.raises(ValueError, match=r"Style\.still"):
+        gen.Style(still=0.5)
+
+
 def test_cli_entry(tmp_path):
     from videomae2 import cli
 
