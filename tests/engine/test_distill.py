@@ -542,3 +542,49 @@ def test_distilled_student_reaches_the_teacher(tmp_path):
     print(f"teacher {teacher_top1:.3f} distilled {distilled_top1:.3f} labels {labels_top1:.3f}")
     assert distilled_top1 >= teacher_top1 - 0.05
     assert labels_top1 < teacher_top1 - 0.05
+
+
+def test_two_processes_match_one(data, teacher_file, tmp_path):
+    """torchrun 2 x batch 1 (gloo) == 1 process x batch 2 after 3 steps, with the KD, CE and
+    feature terms (the projector is trained and all-reduced like the student)."""
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    extra = {
+        "teacher.checkpoint": str(teacher_file),
+        "teacher.input": "mixed",
+        "teacher.cache_dir": "",
+        "teacher.precision": "fp32",
+        "distill.ce_weight": 0.5,
+        "distill.feat_weight": 0.3,
+        "aug.mixup": 0.0,
+        "aug.cutmix": 0.0,
+        "model.drop_path_rate": 0.0,
+        "train.max_steps": 3,
+        "train.epochs": 1,
+        "test.enabled": False,
+    }
+    cmd = [
+        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
+        f"--master_port={port}", "-m", "videomae2", "distill", str(TINY),
+        "--work-dir", str(tmp_path / "two"), "--cfg-options",
+        *overrides(data, **extra, **{"train.batch_size": 1}), "train.threads=1",
+    ]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    run_distill(make_cfg(tmp_path / "one", data, **extra))
+    two = U.load_checkpoint(U.checkpoint_path(tmp_path / "two", 3))
+    one = U.load_checkpoint(U.checkpoint_path(tmp_path / "one", 3))
+    for k, v in one["model"].items():
+        torch.testing.assert_close(two["model"][k], v, atol=1e-5, rtol=0, msg=k)
+    for k, v in one["extra"]["projector"].items():
+        torch.testing.assert_close(two["extra"]["projector"][k], v, atol=1e-5, rtol=0, msg=k)
+    l1 = [float(r["loss"]) for r in read_csv(tmp_path / "one" / "log.csv")]
+    l2 = [float(r["loss"]) for r in read_csv(tmp_path / "two" / "log.csv")]
+    np.testing.assert_allclose(l2, l1, rtol=1e-5)
