@@ -291,3 +291,18 @@ def test_bf16_precision_builds_a_bf16_recognizer(tmp_path):
         a, b = fp32(x), bf16(x)
     assert not torch.equal(a, b)
     assert torch.allclose(a, b, atol=0.1, rtol=0.02)  # logits of size ~5, bf16 has 8 bits
+
+
+def test_compile_with_bf16_on_cpu_is_refused_before_any_work(tmp_path):
+    """torch 2.13's inductor returns NaN logits for this model under CPU bf16 autocast; the job
+    refuses the combination up front instead of writing a result file of NaNs."""
+    from videomae2.config import TestConfig
+    from videomae2.engine.evaluate import run_test
+
+    cfg = TestConfig()
+    cfg.test_cfg.compile = True
+    cfg.test_cfg.precision = "bf16"
+    cfg.test_cfg.device = "cpu"
+    with pytest.raises(ValueError, match=r"compile.*bf16"):
+        run_test(cfg, str(tmp_path / "missing.pth"), work_dir=str(tmp_path / "w"))
+    assert not (tmp_path / "w" / "metrics.json").exists()

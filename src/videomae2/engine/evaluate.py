@@ -294,6 +294,14 @@ def run_test(
         work_dir.mkdir(parents=True, exist_ok=True)
         (work_dir / "config.json").write_text(json.dumps(to_dict(cfg), indent=2) + "\n")
 
+    if rt.compile and rt.precision == "bf16" and device.type == "cpu":
+        # measured with torch 2.13: inductor's CPU code for this model under bf16 autocast
+        # returns NaN logits from 2 blocks on (1 block and aot_eager are exact); refuse rather
+        # than write a result file of NaNs (benchmarks/bench_forward.py --compile shows it)
+        raise ValueError(
+            "test_cfg.compile with test_cfg.precision='bf16' on CPU gives NaN scores with this "
+            "torch (inductor bug, measured); use --compile or --bf16, not both"
+        )
     dataset = build_dataset(cfg)
     recognizer = build_recognizer(cfg, checkpoint).to(device)
     if rt.compile:
