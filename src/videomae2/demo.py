@@ -276,7 +276,7 @@ def run_demo(out: Path, quick: bool = False, style: str = DATA_STYLE) -> dict:
     from videomae2.data.generated import make_dataset
     from videomae2.engine.finetune import run_finetune
     from videomae2.engine.pretrain import run_pretrain
-    from videomae2.plots import confusion_image, confusion_matrix, line_chart
+    from videomae2.plots import confusion_image, confusion_matrix, line_chart, moving_average
 
     plan = QUICK if quick else FULL
     out.mkdir(parents=True, exist_ok=True)
@@ -331,12 +331,16 @@ def run_demo(out: Path, quick: bool = False, style: str = DATA_STYLE) -> dict:
     t = _stage(6, n, "pictures")
     pictures = {}
     pre_log = read_log(out / "pretrain" / "log.csv")
-    line_chart({"dual-masking MAE": pre_log}, "pretraining loss (normalised pixels)").save(
+    smooth = 50  # steps; the per-step losses are noisy
+    series = {"per step": pre_log, f"mean of {smooth} steps": moving_average(*pre_log, smooth)}
+    line_chart(series, "dual-masking MAE pretraining loss (normalised pixels)").save(
         p := out / "pretrain_loss.png"
     )
     pictures["pretraining loss"] = p
-    curves = {name: read_log(Path(r["log"])) for name, r in results.items()}
-    line_chart(curves, "fine-tuning loss (soft-target cross entropy)").save(
+    curves = {
+        name: moving_average(*read_log(Path(r["log"])), smooth) for name, r in results.items()
+    }
+    line_chart(curves, f"fine-tuning loss (cross entropy), mean of {smooth} steps").save(
         p := out / "finetune_loss.png"
     )
     pictures["fine-tuning loss"] = p

@@ -24,6 +24,22 @@ def _nice_ticks(lo: float, hi: float, n: int = 5) -> list[float]:
     return [float(t) for t in np.arange(start, hi + step * 1e-9, step)]
 
 
+def moving_average(
+    xs: Sequence[float], ys: Sequence[float], window: int
+) -> tuple[list[float], list[float]]:
+    """Trailing mean of ``ys`` over ``window`` points (fewer at the start), at the same ``xs``:
+    a per-step loss is too noisy to read a trend from."""
+    if window < 1:
+        raise ValueError(f"window must be >= 1, got {window}")
+    out, total = [], 0.0
+    for i, y in enumerate(ys):
+        total += y
+        if i >= window:
+            total -= ys[i - window]
+        out.append(total / min(i + 1, window))
+    return list(xs), out
+
+
 def line_chart(
     series: dict[str, tuple[Sequence[float], Sequence[float]]],
     title: str,
