@@ -548,13 +548,11 @@ def test_two_processes_match_one(data, teacher_file, tmp_path):
     """torchrun 2 x batch 1 (gloo) == 1 process x batch 2 after 3 steps, with the KD, CE and
     feature terms (the projector is trained and all-reduced like the student)."""
     import os
-    import socket
     import subprocess
     import sys
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    from engine_helpers import free_port
+
     extra = {
         "teacher.checkpoint": str(teacher_file),
         "teacher.input": "mixed",
@@ -571,7 +569,7 @@ def test_two_processes_match_one(data, teacher_file, tmp_path):
     }
     cmd = [
         sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
-        f"--master_port={port}", "-m", "videomae2", "distill", str(TINY),
+        f"--master_port={free_port()}", "-m", "videomae2", "distill", str(TINY),
         "--work-dir", str(tmp_path / "two"), "--cfg-options",
         *overrides(data, **extra, **{"train.batch_size": 1}), "train.threads=1",
     ]  # fmt: skip

@@ -10,7 +10,6 @@ one process; every recipe builds with the spec's learning rates.
 import csv
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -18,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from engine_helpers import free_port
 
 from videomae2.cli import main
 from videomae2.config import apply_overrides, load_config
@@ -286,12 +286,6 @@ def test_test_config_mirrors_the_run(data, tmp_path):
     ds = tc.test_dataloader.dataset
     assert ds.ann_file == f"{data}/val_list.txt" and ds.pipeline.crop == "center_crop"
     assert ds.pipeline.sample_frames.num_clips == 5 and ds.pipeline.sample_frames.test_mode
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_two_processes_match_one(data, tmp_path):

@@ -8,7 +8,6 @@ the original layout and loads into a classifier; the data pipeline and its helpe
 
 import csv
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from engine_helpers import free_port
 
 from videomae2.config import apply_overrides, load_config
 from videomae2.data.train_datasets import (
@@ -181,12 +181,6 @@ def test_accumulation_equals_larger_batch(videos, tmp_path):
             acc["optimizer"]["state"][key]["exp_avg"], m, atol=1e-8, rtol=1e-4
         )
     assert_states_equal(big["model"], acc["model"], atol=1e-4)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def torchrun(work: Path, data_root: Path, nproc: int, **extra) -> None:
