@@ -46,18 +46,16 @@ from videomae2.config import to_dict
 STUDENT = dict(embed_dim=64, depth=4, num_heads=2)
 
 
-def write_source_set(root: Path) -> tuple[Path, Path]:
+def write_source_set(info) -> tuple[Path, Path]:
     """The second labelled dataset of the union: the demo's unlabeled pool, labelled, under a
     label map in reversed order with other spellings (as K600 / K700 word some classes apart)."""
-    rows = [line.split("\t") for line in (root / "metadata.tsv").read_text().splitlines()[1:]]
-    names = (root / "label_map.txt").read_text().splitlines()
-    order = names[::-1]
+    order = info.class_names[::-1]
     spelled = [n.replace(" ", "_").capitalize() for n in order]  # "Moving_left"
-    label_map = root / "source_label_map.txt"
+    label_map = info.root / "source_label_map.txt"
     label_map.write_text("".join(f"{n}\n" for n in spelled))
-    ann = root / "source_list.txt"
-    lines = [f"{r[0]} {order.index(r[2])}\n" for r in rows if r[3] == "unlabeled"]
-    ann.write_text("".join(lines))
+    ann = info.root / "source_list.txt"
+    pool = [v for v in info.videos if v.split == "unlabeled"]
+    ann.write_text("".join(f"{v.filename} {order.index(v.class_name)}\n" for v in pool))
     return ann, label_map
 
 
@@ -129,22 +127,9 @@ def main(argv: list[str] | None = None) -> int:
     summary = json.loads(summary_path.read_text())
     if summary["plan"] != dataclasses.asdict(demo.FULL):
         sys.exit(f"{a.demo_out} was written by another demo plan (--quick?); rerun the full demo")
-    root = a.demo_out / "dataset"
     out = a.out or a.demo_out / "progressive"
     out.mkdir(parents=True, exist_ok=True)
-    names = tuple((root / "label_map.txt").read_text().splitlines())
-    info = DatasetInfo(
-        root=root,
-        video_dir=root / "videos",
-        train_list=root / "train_list.txt",
-        val_list=root / "val_list.txt",
-        pretrain_list=root / "pretrain_list.txt",
-        label_map=root / "label_map.txt",
-        metadata=root / "metadata.tsv",
-        class_names=names,
-        videos=(),
-        seconds=0.0,
-    )
+    info = DatasetInfo.read(a.demo_out / "dataset")
     pretrain_ckpt = sorted((a.demo_out / "pretrain").glob("checkpoint-*.pth"))[-1]
     t0 = time.perf_counter()
     rows: dict[str, dict] = {}
@@ -153,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
         rows[name] = {"top1": r["top1"], "top5": r["top5"], "weights": r["weights"]}
 
     # the union label space: source map first, so the target's index list is a permutation
-    source_list, source_map = write_source_set(root)
+    source_list, source_map = write_source_set(info)
     union, (to_source, to_target) = build_union([source_map, info.label_map])
     (out / "label_map_union.txt").write_text("".join(f"{n}\n" for n in union))
     lists = {"source_list": source_list}
@@ -210,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
         "student": STUDENT,
         "rows": rows,
         "seconds_rows_3_to_6": seconds,
-        "config_example": to_dict(cfg),
+        "target_finetune_config": to_dict(cfg),
     }
     (out / "table.json").write_text(json.dumps(result, indent=2) + "\n")
     if a.json:

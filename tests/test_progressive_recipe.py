@@ -32,7 +32,7 @@ def test_source_set_and_union_map_labels_to_the_same_class_names(recipe, tmp_pat
         tmp_path / "d", classes=4, videos_per_class=2, unlabeled_per_class=2,
         short_side=(32, 32), frame_range=(8, 12), workers=1, style="demo", shared_scenes=True,
     )  # fmt: skip
-    ann, label_map = recipe.write_source_set(info.root)
+    ann, label_map = recipe.write_source_set(info)
     source_names = read_label_map(label_map)
     target_names = read_label_map(info.label_map)
     assert source_names != target_names  # another order and spelling: the map is not identity

@@ -55,6 +55,12 @@ def test_lists_and_label_map_formats(dataset):
     assert len(meta) == 13
 
 
+def test_dataset_info_reads_back_what_make_dataset_wrote(dataset):
+    again = gen.DatasetInfo.read(dataset.root)
+    assert again == dataclasses.replace(dataset, seconds=0.0)
+    assert again.num_train == dataset.num_train and again.videos[0].label == dataset.videos[0].label
+
+
 def test_decoded_files_match_metadata_and_rendering(dataset):
     """Each file decodes to the frame count and size recorded, and is the rendered video."""
     for v in dataset.videos:

@@ -45,6 +45,7 @@ Shapes: T frames, H x W pixels; videos are ``(T, H, W, 3)`` uint8 RGB.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import multiprocessing
 import os
 import sys
@@ -589,6 +590,42 @@ class DatasetInfo:
     def num_unlabeled(self) -> int:
         return sum(v.split == "unlabeled" for v in self.videos)
 
+    @classmethod
+    def at(
+        cls,
+        root: str | os.PathLike,
+        class_names: Sequence[str],
+        videos: Sequence[GeneratedVideo],
+        seconds: float = 0.0,
+    ) -> DatasetInfo:
+        """The info of a dataset under ``root`` (the file layout :func:`make_dataset` writes)."""
+        root = Path(root)
+        return cls(
+            root=root,
+            video_dir=root / "videos",
+            train_list=root / "train_list.txt",
+            val_list=root / "val_list.txt",
+            pretrain_list=root / "pretrain_list.txt",
+            label_map=root / "label_map.txt",
+            metadata=root / "metadata.tsv",
+            class_names=tuple(class_names),
+            videos=tuple(videos),
+            seconds=seconds,
+        )
+
+    @classmethod
+    def read(cls, root: str | os.PathLike) -> DatasetInfo:
+        """The info of a dataset :func:`make_dataset` wrote earlier, from its label map and
+        ``metadata.tsv``."""
+        info = cls.at(root, (), ())
+        names = info.label_map.read_text(encoding="utf-8").splitlines()
+        rows = info.metadata.read_text(encoding="utf-8").splitlines()[1:]
+        videos = []
+        for row in rows:
+            f, label, name, split, t, h, w = row.split("\t")
+            videos.append(GeneratedVideo(f, int(label), name, split, int(t), int(h), int(w)))
+        return dataclasses.replace(info, class_names=tuple(names), videos=tuple(videos))
+
 
 def _resolve_classes(classes: int | Sequence[str] | None) -> tuple[str, ...]:
     if classes is None:
@@ -791,18 +828,7 @@ def make_dataset(
         ),
         encoding="utf-8",
     )
-    return DatasetInfo(
-        root=root,
-        video_dir=video_dir,
-        train_list=root / "train_list.txt",
-        val_list=root / "val_list.txt",
-        pretrain_list=root / "pretrain_list.txt",
-        label_map=root / "label_map.txt",
-        metadata=root / "metadata.tsv",
-        class_names=names,
-        videos=tuple(videos),
-        seconds=time.perf_counter() - start,
-    )
+    return DatasetInfo.at(root, names, videos, time.perf_counter() - start)
 
 
 # ----------------------------------------------------------------------------- command line
