@@ -250,26 +250,25 @@ def test_predict_one_video_matches_the_test_job(videos, tmp_path, capsys):
     assert rows[0]["class"] == int(expected.argmax())
 
 
+def tiny_test_config(**head):
+    """A TestConfig for a 1-block, 32-wide ViT on 4x32x32 views, 5 classes."""
+    from videomae2.config import BackboneConfig, HeadConfig, ModelConfig, TestConfig
+
+    backbone = BackboneConfig(
+        arch="vit_small_patch16_224", num_frames=4, img_size=32, embed_dim=32, depth=1, num_heads=2
+    )
+    return TestConfig(
+        model=ModelConfig(backbone=backbone, cls_head=HeadConfig(num_classes=5, **head))
+    )
+
+
 def test_bf16_precision_builds_a_bf16_recognizer(tmp_path):
     """`--bf16` (test_cfg.precision) must change the arithmetic: autocast on, matmul weights
     rounded once, and scores close to (but not equal to) fp32."""
-    from videomae2.config import BackboneConfig, HeadConfig, ModelConfig, TestConfig
     from videomae2.engine.evaluate import build_recognizer
 
     def build(precision):
-        cfg = TestConfig(
-            model=ModelConfig(
-                backbone=BackboneConfig(
-                    arch="vit_small_patch16_224",
-                    num_frames=4,
-                    img_size=32,
-                    embed_dim=32,
-                    depth=1,
-                    num_heads=2,
-                ),
-                cls_head=HeadConfig(num_classes=5, average_clips=None),  # raw logits
-            )
-        )
+        cfg = tiny_test_config(average_clips=None)  # raw logits
         cfg.test_cfg.precision = precision
         return cfg
 
@@ -306,3 +305,34 @@ def test_compile_with_bf16_on_cpu_is_refused_before_any_work(tmp_path):
     with pytest.raises(ValueError, match=r"compile.*bf16"):
         run_test(cfg, str(tmp_path / "missing.pth"), work_dir=str(tmp_path / "w"))
     assert not (tmp_path / "w" / "metrics.json").exists()
+
+
+def test_views_per_forward_auto_is_one_on_cpu_and_all_on_gpu():
+    """test_cfg.max_views_per_forward=0 means one view per forward on the CPU (cache-resident
+    activations, measured faster) and the whole batch on a GPU; explicit values are kept."""
+    from videomae2.engine.evaluate import views_per_forward
+
+    assert views_per_forward(0, torch.device("cpu")) == 1
+    assert views_per_forward(0, torch.device("cuda")) is None
+    assert views_per_forward(4, torch.device("cpu")) == 4
+    assert views_per_forward(4, torch.device("cuda")) == 4
+    with pytest.raises(ValueError, match="max_views_per_forward must be >= 0"):
+        views_per_forward(-1, torch.device("cpu"))
+
+
+def test_cpu_recognizer_scores_one_view_at_a_time_and_agrees_with_all_at_once():
+    from videomae2.engine.evaluate import build_recognizer
+
+    cfg = tiny_test_config()
+    torch.manual_seed(0)
+    auto = build_recognizer(cfg, None, "cpu")
+    assert auto.max_views_per_forward == 1
+    calls = []
+    auto.model.register_forward_hook(lambda m, args, out: calls.append(args[0].shape[0]))
+    x = torch.randint(0, 256, (2, 3, 3, 4, 32, 32), dtype=torch.uint8)
+    with torch.inference_mode():
+        a = auto(x)
+        auto.max_views_per_forward = None
+        b = auto(x)
+    assert calls == [1] * 6 + [6]
+    torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)

@@ -54,8 +54,27 @@ class VideoResult:
 # Building blocks
 
 
-def build_recognizer(cfg: TestConfig, checkpoint: str | None) -> Recognizer:
-    """Backbone from the registry + weights + mmaction2's preprocessor and aggregation."""
+def views_per_forward(requested: int, device: torch.device) -> int | None:
+    """`test_cfg.max_views_per_forward` resolved for `device` (None: all views of a batch).
+
+    0 (auto) is 1 on the CPU: one view's activations (1568 tokens x D per block) stay in the
+    caches, 15 at once do not. Measured with 2 threads, 15 views of 16x224x224 through the
+    recognizer, 1 vs 15 views per forward: ViT-S fp32 9.26 vs 13.40 s, ViT-S bf16 2.72 vs 3.74 s,
+    ViT-B bf16 9.98 vs 11.18 s. A GPU wants the whole batch. Scores agree to float rounding.
+    """
+    if requested < 0:
+        raise ValueError(f"test_cfg.max_views_per_forward must be >= 0, got {requested}")
+    if requested:
+        return requested
+    return 1 if device.type == "cpu" else None
+
+
+def build_recognizer(
+    cfg: TestConfig, checkpoint: str | None, device: torch.device | str = "cpu"
+) -> Recognizer:
+    """Backbone from the registry + weights + mmaction2's preprocessor and aggregation, on
+    `device` (which also decides the auto `max_views_per_forward`)."""
+    device = torch.device(device)
     bb = cfg.model.backbone
     model = create_model(bb.arch, num_classes=cfg.model.cls_head.num_classes, **bb.create_kwargs())
     if checkpoint:
@@ -70,14 +89,18 @@ def build_recognizer(cfg: TestConfig, checkpoint: str | None) -> Recognizer:
     bf16 = cfg.test_cfg.precision == "bf16"
     if bf16:  # autocast would round the same weights in every forward: round them once
         cast_matmul_weights(model, torch.bfloat16)
-    return Recognizer(
-        model.eval(),
-        mean=pre.mean,
-        std=pre.std,
-        average_clips=cfg.model.cls_head.average_clips,
-        max_views_per_forward=cfg.test_cfg.max_views_per_forward or None,
-        autocast_dtype=torch.bfloat16 if bf16 else None,
-    ).eval()
+    return (
+        Recognizer(
+            model.eval(),
+            mean=pre.mean,
+            std=pre.std,
+            average_clips=cfg.model.cls_head.average_clips,
+            max_views_per_forward=views_per_forward(cfg.test_cfg.max_views_per_forward, device),
+            autocast_dtype=torch.bfloat16 if bf16 else None,
+        )
+        .eval()
+        .to(device)
+    )
 
 
 def build_dataset(
@@ -296,14 +319,17 @@ def run_test(
 
     if rt.compile and rt.precision == "bf16" and device.type == "cpu":
         # measured with torch 2.13: inductor's CPU code for this model under bf16 autocast
-        # returns NaN logits from 2 blocks on (1 block and aot_eager are exact); refuse rather
-        # than write a result file of NaNs (benchmarks/bench_forward.py --compile shows it)
+        # returns NaN logits once the patch embedding and two blocks share a graph (one block,
+        # two blocks on eager tokens and aot_eager are exact). It is inductor's vectorized C++:
+        # cpp.simdlen=1 is exact, and so is freezing=True (other kernels), which is no faster
+        # than eager bf16 here (0.235 vs 0.215 s per ViT-S view). Refuse rather than write a
+        # result file of NaNs (benchmarks/bench_forward.py --compile shows it).
         raise ValueError(
             "test_cfg.compile with test_cfg.precision='bf16' on CPU gives NaN scores with this "
             "torch (inductor bug, measured); use --compile or --bf16, not both"
         )
     dataset = build_dataset(cfg)
-    recognizer = build_recognizer(cfg, checkpoint).to(device)
+    recognizer = build_recognizer(cfg, checkpoint, device)
     if rt.compile:
         t0 = time.perf_counter()
         recognizer.model = torch.compile(recognizer.model)

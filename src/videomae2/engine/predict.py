@@ -33,7 +33,7 @@ def predict_video(
     if item["inputs"] is None:
         raise RuntimeError(f"cannot read {video}: {item['error']}")
     device = select_device(cfg.test_cfg.device)
-    recognizer = build_recognizer(cfg, checkpoint).to(device)
+    recognizer = build_recognizer(cfg, checkpoint, device)
     with torch.inference_mode(), autocast_context(device, cfg.test_cfg.precision):
         scores = recognizer(item["inputs"][None].to(device)).float()[0].cpu().numpy()
     order = np.argsort(scores)[::-1][:topk]
