@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 TORCH_VERSION := 2.13.0
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test lint format bench clean peers
+.PHONY: setup demo test lint format bench clean peers gpu-wheels
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -31,6 +31,13 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_forward.py
+
+# PyAV for the lent GPU machine (Python 3.12, no registry there): carried as .whl/ by
+# benchmarks/gpu_check.sh's run; see benchmarks/bench_gpu.py.
+gpu-wheels:
+	$(PY) -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 \
+	  --implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
+	  -d .whl av==18.1.0
 
 peers:
 	bash ../shared/peers/install-mmaction2.sh .peers/mmaction2

@@ -6,7 +6,9 @@ Rows (median of --repeats after one warm-up):
   on every frame, random-resized crop, normalise, cube erasing) from decoded uint8 frames,
   with and without RandAugment: the DataLoader workers' budget per clip;
 * `train-step`: forward + backward + AdamW step of the classifier on a batch of clips, fp32 and
-  bf16 autocast (soft-target cross entropy, layer-decayed groups, as the job does);
+  bf16 autocast (soft-target cross entropy, layer-decayed groups, as the job does), with
+  GFLOP/s (a step = 3x the forward's matmul FLOPs) and % of a plain F.linear at ViT-B's fc1
+  shape measured just before, in the same precision;
 * `teacher-fwd`: an inference-mode forward of the teacher on the same batch (the cost a teacher-
   logit cache saves on every hit).
 
@@ -25,6 +27,8 @@ from collections.abc import Callable
 
 import numpy as np
 import torch
+from bench_forward import forward_flops
+from benchlib import linear_peak_gflops
 
 from videomae2.augment import ErasingParams, parse_rand_augment
 from videomae2.data.finetune_datasets import FinetuneDataset, LabeledVideo
@@ -67,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         a.frames, a.size, a.batch = 4, 32, 2
         dims = dict(embed_dim=32, depth=2, num_heads=2)
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
-    rows: list[tuple[str, str, float]] = []
+    rows: list[tuple[str, str, float, str]] = []
 
     # --- augmentation of one clip (CPU, as in a DataLoader worker)
     rng = np.random.default_rng(0)
@@ -82,7 +86,8 @@ def main(argv: list[str] | None = None) -> int:
             erasing=ErasingParams(),
         )
         sec = timeit(lambda ds=ds: ds.augment(frames, rng), a.repeats, lambda: None)
-        rows.append(("augment", f"{a.frames}x{a.size}, RandAugment {'on' if spec else 'off'}", sec))
+        on = "on" if spec else "off"
+        rows.append(("augment", f"{a.frames}x{a.size}, RandAugment {on}", sec, ""))
 
     # --- training step
     x = torch.randn(a.batch, 3, a.frames, a.size, a.size, device=dev)
@@ -104,7 +109,11 @@ def main(argv: list[str] | None = None) -> int:
             opt.step()
             opt.zero_grad(set_to_none=True)
 
-        rows.append(("train-step", f"{a.student} b{a.batch} {prec}", timeit(step, a.repeats, sync)))
+        peak = linear_peak_gflops(prec, dev)
+        sec = timeit(step, a.repeats, sync)
+        rate = 3 * a.batch * forward_flops(model.config) / sec / 1e9
+        rate_txt = f"{rate:.1f} GFLOP/s, {100 * rate / peak:.1f}% of {peak:.0f}"
+        rows.append(("train-step", f"{a.student} b{a.batch} {prec}", sec, rate_txt))
 
     # --- teacher forward
     tdims = dict(embed_dim=64, depth=2, num_heads=2) if a.quick else {}
@@ -117,13 +126,14 @@ def main(argv: list[str] | None = None) -> int:
         with torch.inference_mode(), torch.autocast(dev.type, dtype=torch.bfloat16):
             teacher(x)
 
-    rows.append(("teacher-fwd", f"{a.teacher} b{a.batch} bf16", timeit(tfwd, a.repeats, sync)))
+    sec = timeit(tfwd, a.repeats, sync)
+    rows.append(("teacher-fwd", f"{a.teacher} b{a.batch} bf16", sec, ""))
 
     tiny = " (--quick: tiny widths)" if a.quick else ""
     print(f"device {dev}, torch {torch.__version__}, threads {torch.get_num_threads()}{tiny}")
-    print(f"{'what':<12} {'setting':<48} {'seconds':>9}")
-    for what, setting, sec in rows:
-        print(f"{what:<12} {setting:<48} {sec:>9.4f}")
+    print(f"{'what':<12} {'setting':<48} {'seconds':>9}  rate")
+    for what, setting, sec, rate in rows:
+        print(f"{what:<12} {setting:<48} {sec:>9.4f}  {rate}")
     return 0
 
 

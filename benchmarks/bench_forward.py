@@ -18,6 +18,8 @@ Rows: `ours` (fp32 / bf16 autocast), `ours-bf16w` (the bf16 opt-in: weights stor
 
     python benchmarks/bench_forward.py --models small,base --precisions fp32,bf16 --repeats 5
     python benchmarks/bench_forward.py --quick          # tiny model, seconds (the CI smoke test)
+    python benchmarks/bench_forward.py --impls ours --repeats 1 --rounds 1 --paired 30
+                                       # the drift-proof ours vs transformers ratio only
 
 `main(argv)` is importable so a `videomae2 bench` subcommand can wrap it.
 """
@@ -263,6 +265,75 @@ def _run_setting(spec: dict[str, Any]) -> dict[str, Any]:
     )
 
 
+def paired_ratio(size: str, precision: str, pairs: int, threads: int, quick: bool) -> dict:
+    """transformers' SDPA model vs ours (bf16: ours with bf16 weights, the `--bf16` path) in ONE
+    process, forwards alternating (the order flips every pair): the median of the per-pair time
+    ratios t_hf / t_ours. A machine whose speed drifts over seconds moves both sides of a pair
+    alike, so this ratio holds where separate runs' medians do not."""
+    from videomae2.models.recognizer import cast_matmul_weights
+
+    with num_threads(threads):
+        ours = build_ours(size, quick)
+        hf = build_hf(ours, "sdpa")
+        if precision == "bf16":
+            ours = cast_matmul_weights(build_ours(size, quick), torch.bfloat16)
+        cfg = ours.config
+        x = torch.randn(1, 3, cfg.num_frames, cfg.img_size, cfg.img_size, generator=_gen(2))
+        pixel_values = x.permute(0, 2, 1, 3, 4)
+        autocast = precision == "bf16"
+
+        def timed(fn: Callable[[], object]) -> float:
+            t0 = time.perf_counter()
+            with torch.inference_mode(), torch.autocast("cpu", torch.bfloat16, enabled=autocast):
+                fn()
+            return time.perf_counter() - t0
+
+        def run_ours() -> float:
+            return timed(lambda: ours(x))
+
+        def run_hf() -> float:
+            return timed(lambda: hf(pixel_values=pixel_values))
+
+        run_ours(), run_hf()  # warm-up
+        t_ours, t_hf = [], []
+        for i in range(pairs):
+            if i % 2:
+                t_ours.append(run_ours())
+                t_hf.append(run_hf())
+            else:
+                t_hf.append(run_hf())
+                t_ours.append(run_ours())
+    ratios = sorted(h / o for h, o in zip(t_hf, t_ours))
+    q = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else [ratios[0]] * 3
+    return dict(
+        size=size,
+        precision=precision,
+        pairs=pairs,
+        ours="ours-bf16w" if precision == "bf16" else "ours",
+        median_ours_s=statistics.median(t_ours),
+        median_hf_s=statistics.median(t_hf),
+        ratio_median=statistics.median(ratios),
+        ratio_q1=q[0],
+        ratio_q3=q[2],
+    )
+
+
+def format_paired(rows: list[dict]) -> str:
+    lines = [
+        "",
+        "paired in one process (alternating forwards): t_hf-sdpa / t_ours per pair (> 1: ours "
+        "faster)",
+        "  model  prec  pairs  ours s   hf s     ratio median  [q1 - q3]",
+    ]
+    for r in rows:
+        lines.append(
+            f"  {r['size']:<6} {r['precision']:<5} {r['pairs']:>5}  {r['median_ours_s']:.4f}  "
+            f"{r['median_hf_s']:.4f}   {r['ratio_median']:.3f}        "
+            f"[{r['ratio_q1']:.3f} - {r['ratio_q3']:.3f}]"
+        )
+    return "\n".join(lines)
+
+
 def _gen(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
@@ -404,6 +475,14 @@ def build_parser() -> argparse.ArgumentParser:
         "meaningful with --threads 1 only (idle OpenMP threads spin on the CPU clock)",
     )
     p.add_argument("--compile", action="store_true", help="add ours-compile rows (torch.compile)")
+    p.add_argument(
+        "--paired",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also N alternating ours / hf-sdpa forward pairs in one process per model and "
+        "precision: the drift-proof speed ratio",
+    )
     p.add_argument("--json", type=Path, default=None, help="write everything to this JSON file")
     p.add_argument("--quick", action="store_true", help="tiny model smoke run (seconds)")
     p.add_argument(
@@ -486,6 +565,14 @@ def main(argv: list[str] | None = None) -> int:
     results = [merge_rounds(spec_runs) for spec_runs in runs]
     summarize(results, peaks)
     print(format_tables(peak_rows, results, args.clock))
+    paired = []
+    if args.paired:
+        for size in args.models:
+            for precision in args.precisions:
+                pairs = 2 if args.quick else args.paired
+                paired.append(paired_ratio(size, precision, pairs, args.threads, args.quick))
+                print(f"paired: {size} {precision}", file=sys.stderr, flush=True)
+        print(format_paired(paired))
     if args.json is not None:
         report = dict(
             command=["bench_forward.py", *(sys.argv[1:] if argv is None else argv)],
@@ -499,6 +586,7 @@ def main(argv: list[str] | None = None) -> int:
             ),
             matmul_peak=peak_rows,
             results=results,
+            paired=paired,
         )
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(report, indent=1))

@@ -38,7 +38,8 @@ def test_flop_count_matches_published_costs(bench: ModuleType) -> None:
 
 def test_quick_run_in_process(bench: ModuleType, tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
-    assert bench.main(["--quick", "--in-process", "--threads", "1", "--json", str(out)]) == 0
+    argv = ["--quick", "--in-process", "--threads", "1", "--paired", "2", "--json", str(out)]
+    assert bench.main(argv) == 0
     report = json.loads(out.read_text())
     rows = {(r["impl"], r["precision"]): r for r in report["results"]}
     assert not [r for r in rows.values() if "error" in r]
@@ -60,6 +61,12 @@ def test_quick_run_in_process(bench: ModuleType, tmp_path: Path) -> None:
     assert rows[("ours", "bf16")]["max_abs_diff_vs_ours_fp32"] < 0.05
     assert rows[("ours-bf16w", "bf16")]["max_abs_diff_vs_ours"] < 1e-2
     assert {p["precision"] for p in report["matmul_peak"]} == {"fp32", "bf16"}
+    paired = {(r["size"], r["precision"]): r for r in report["paired"]}
+    assert set(paired) == {("small", "fp32"), ("small", "bf16")}
+    for r in paired.values():
+        assert r["pairs"] == 2 and r["ratio_q1"] <= r["ratio_median"] <= r["ratio_q3"]
+        assert r["median_ours_s"] > 0 and r["median_hf_s"] > 0
+    assert paired[("small", "bf16")]["ours"] == "ours-bf16w"
 
 
 def test_isolated_worker_reports_memory(bench: ModuleType) -> None:
@@ -135,3 +142,59 @@ def test_attention_bench_quick() -> None:
     ]
     for r in rows:
         assert float(r[3]) > 0 and float(r[5]) < (1e-5 if r[1] == "fp32" else 2e-2)
+
+
+# ----------------------------------------------------------------------------- bench_gpu.py
+def test_gpu_check_runs_every_section_on_the_cpu(tmp_path: Path) -> None:
+    """The prepared GPU script must not fail on the lent machine for a reason a CPU run shows:
+    every section runs (tiny ViT, two short videos) and writes its rows to the JSON."""
+    out = tmp_path / "gpu.json"
+    cmd = [sys.executable, str(BENCH.with_name("bench_gpu.py")), "--tiny", "--device", "cpu"]
+    cmd += ["--videos", "2", "--repeat", "1", "--video-frames", "40", "--workers", "0,1"]
+    cmd += ["--batches", "1,2", "--e2e-batches", "2", "--repeats", "1"]
+    cmd += ["--work", str(tmp_path / "work"), "--json", str(out)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    report = json.loads(out.read_text())
+    for name in ("env", "peak", "model", "decode", "e2e"):
+        assert not (isinstance(report[name], dict) and "error" in report[name]), report[name]
+    assert report["env"]["device"] == "cpu"
+    assert {r["dtype"] for r in report["peak"]} == {"bf16", "fp32"}
+    model = [r for r in report["model"] if "videos_per_s" in r]
+    assert [(r["precision"], r["videos_per_forward"]) for r in model] == [
+        ("bf16", 1),
+        ("bf16", 2),
+        ("fp32", 1),
+    ]
+    assert all(r["views"] == 15 * r["videos_per_forward"] and r["tflops"] > 0 for r in model)
+    gap = report["model"][-1]
+    assert 0 < gap["bf16_vs_fp32_max_score_diff"] < 0.05
+    assert [r["workers"] for r in report["decode"]] == [0, 1]
+    assert all(r["videos"] == 2 and r["videos_per_s"] > 0 for r in report["decode"])
+    (e2e,) = report["e2e"]
+    assert e2e["videos"] == 2 and e2e["failed"] == 0 and 0 < e2e["model_fraction"] <= 1
+    assert "model only, bf16" in proc.stdout and "decode only" in proc.stdout
+
+
+# ----------------------------------------------------------------------------- bench_pretrain_step
+def test_pretrain_step_bench_tiny(tmp_path: Path) -> None:
+    """Dual masking, v1 and dual + checkpointing rows, with FLOP rates and the two ratios."""
+    out = tmp_path / "pre.json"
+    cmd = [sys.executable, str(BENCH.with_name("bench_pretrain_step.py")), "--tiny"]
+    cmd += ["--steps", "1", "--warmup", "0", "--precisions", "fp32", "--threads", "1"]
+    cmd += ["--json", str(out)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(out.read_text())
+    rows = {r["setting"]: r for r in report["rows"]}
+    assert set(rows) == {"dual", "v1", "dual-ckpt"}
+    assert rows["dual"]["decoded_tokens"] < rows["v1"]["decoded_tokens"]
+    assert rows["dual"]["step_gflop"] < rows["v1"]["step_gflop"]
+    assert rows["dual-ckpt"]["step_gflop"] == rows["dual"]["step_gflop"]
+    # checkpointing keeps only block inputs: fewer saved activations, same loss
+    assert rows["dual-ckpt"]["saved_activations_mb"] < rows["dual"]["saved_activations_mb"]
+    assert rows["dual-ckpt"]["loss"] == pytest.approx(rows["dual"]["loss"], rel=1e-5)
+    for r in rows.values():
+        assert r["gflops"] > 0 and 0 < r["pct_of_peak"]
+    ratios = report["ratios"]["fp32"]
+    assert ratios["time_v1_over_dual"] > 0 and ratios["checkpointing_time_cost"] > 0
