@@ -198,3 +198,22 @@ def test_pretrain_step_bench_tiny(tmp_path: Path) -> None:
         assert r["gflops"] > 0 and 0 < r["pct_of_peak"]
     ratios = report["ratios"]["fp32"]
     assert ratios["time_v1_over_dual"] > 0 and ratios["checkpointing_time_cost"] > 0
+
+
+def test_views_per_forward_bench_quick(tmp_path: Path) -> None:
+    out = tmp_path / "vpf.json"
+    script = BENCH.with_name("bench_views_per_forward.py")
+    proc = subprocess.run(
+        [sys.executable, str(script), "--quick", "--threads", "1", "--json", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = json.loads(out.read_text())
+    assert [(r["precision"], r["views_per_forward"]) for r in rows] == [
+        (p, k) for p in ("fp32", "bf16") for k in (1, 5, 15)
+    ]
+    for r in rows:
+        assert r["median_s"] > 0 and r["speedup_vs_all_at_once"] > 0
+        assert r["max_score_diff_vs_all_at_once"] < (1e-6 if r["precision"] == "fp32" else 1e-2)

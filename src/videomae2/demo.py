@@ -12,8 +12,9 @@
 Everything is sized for a 2-core CPU: 8 frames at 64 px, width 96, 4 blocks (the shape of the tiny
 recipes in configs/). Videos are decoded once into memory (`data.cache_mb`). On a 2-core machine
 the full run took 6.7 minutes (scratch 42.5% vs pretrained 68.8% top-1, chance 10%; one draw:
-an earlier, rounding-level different run gave 45.0% vs 83.8%) and `--quick` about 2 minutes. The videos use the "demo" style of data/generated.py; why
-that look, and what the other looks give, is in docs/demo.md.
+an earlier, rounding-level different run gave 45.0% vs 83.8%) and `--quick` about 2 minutes.
+The videos use the "demo" style of data/generated.py; why that look, and what the other looks
+give, is in docs/demo.md.
 """
 
 from __future__ import annotations
