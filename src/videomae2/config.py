@@ -120,8 +120,9 @@ class TestRuntimeConfig:
     device: str = "auto"  # auto | cpu | cuda
     precision: str = "fp32"  # fp32 | bf16 (opt-in autocast)
     compile: bool = False
-    # 0 = auto: 1 on the CPU (each block's activations stay in cache: measured 1.1-1.45x faster
-    # than 15 views at once), every view of a batch at once on a GPU
+    # 0 = auto: 1 on the CPU (each block's activations stay in cache: 1.0-1.45x faster than 15
+    # views at once and half the memory, benchmarks/bench_views_per_forward.py), every view of a
+    # batch at once on a GPU
     max_views_per_forward: int = 0
     threads: int = 0  # intra-op threads for the model; 0 = all cores not used by workers
     strict: bool = False  # abort at the first unreadable video

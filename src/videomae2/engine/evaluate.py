@@ -58,9 +58,9 @@ def views_per_forward(requested: int, device: torch.device) -> int | None:
     """`test_cfg.max_views_per_forward` resolved for `device` (None: all views of a batch).
 
     0 (auto) is 1 on the CPU: one view's activations (1568 tokens x D per block) stay in the
-    caches, 15 at once do not. Measured with 2 threads, 15 views of 16x224x224 through the
-    recognizer, 1 vs 15 views per forward: ViT-S fp32 9.26 vs 13.40 s, ViT-S bf16 2.72 vs 3.74 s,
-    ViT-B bf16 9.98 vs 11.18 s. A GPU wants the whole batch. Scores agree to float rounding.
+    caches, 15 at once do not. benchmarks/bench_views_per_forward.py, 2 threads: 1.0-1.45x faster
+    than all 15 at once over several runs (ViT-S/B, fp32/bf16), and the test job's peak memory
+    roughly halves. A GPU wants the whole batch. Scores agree to float rounding.
     """
     if requested < 0:
         raise ValueError(f"test_cfg.max_views_per_forward must be >= 0, got {requested}")
