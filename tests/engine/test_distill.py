@@ -547,11 +547,7 @@ def test_distilled_student_reaches_the_teacher(tmp_path):
 def test_two_processes_match_one(data, teacher_file, tmp_path):
     """torchrun 2 x batch 1 (gloo) == 1 process x batch 2 after 3 steps, with the KD, CE and
     feature terms (the projector is trained and all-reduced like the student)."""
-    import os
-    import subprocess
-    import sys
-
-    from engine_helpers import free_port
+    from engine_helpers import run_torchrun
 
     extra = {
         "teacher.checkpoint": str(teacher_file),
@@ -567,15 +563,8 @@ def test_two_processes_match_one(data, teacher_file, tmp_path):
         "train.epochs": 1,
         "test.enabled": False,
     }
-    cmd = [
-        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
-        f"--master_port={free_port()}", "-m", "videomae2", "distill", str(TINY),
-        "--work-dir", str(tmp_path / "two"), "--cfg-options",
-        *overrides(data, **extra, **{"train.batch_size": 1}), "train.threads=1",
-    ]  # fmt: skip
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    options = overrides(data, **extra, **{"train.batch_size": 1})
+    run_torchrun("distill", TINY, tmp_path / "two", options)
     run_distill(make_cfg(tmp_path / "one", data, **extra))
     two = U.load_checkpoint(U.checkpoint_path(tmp_path / "two", 3))
     one = U.load_checkpoint(U.checkpoint_path(tmp_path / "one", 3))

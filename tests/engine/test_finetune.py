@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from engine_helpers import free_port
+from engine_helpers import run_torchrun
 
 from videomae2.cli import main
 from videomae2.config import apply_overrides, load_config
@@ -299,25 +299,8 @@ def test_two_processes_match_one(data, tmp_path):
         "train.epochs": 1,
         "test.enabled": False,
     }
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nproc_per_node=2",
-        f"--master_port={free_port()}",
-        "-m",
-        "videomae2",
-        "finetune",
-        str(TINY),
-        "--work-dir",
-        str(tmp_path / "two"),
-        "--cfg-options",
-        *overrides(data, **extra, **{"train.batch_size": 1}),
-        "train.threads=1",
-    ]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    options = overrides(data, **extra, **{"train.batch_size": 1})
+    run_torchrun("finetune", TINY, tmp_path / "two", options)
     run_finetune(make_cfg(tmp_path / "one", data, **extra))
     two = U.load_checkpoint(U.checkpoint_path(tmp_path / "two", 3))
     one = U.load_checkpoint(U.checkpoint_path(tmp_path / "one", 3))

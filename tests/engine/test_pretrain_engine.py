@@ -7,15 +7,12 @@ the original layout and loads into a classifier; the data pipeline and its helpe
 """
 
 import csv
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from engine_helpers import free_port
+from engine_helpers import run_torchrun
 
 from videomae2.config import apply_overrides, load_config
 from videomae2.data.train_datasets import (
@@ -184,25 +181,7 @@ def test_accumulation_equals_larger_batch(videos, tmp_path):
 
 
 def torchrun(work: Path, data_root: Path, nproc: int, **extra) -> None:
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        f"--nproc_per_node={nproc}",
-        f"--master_port={free_port()}",
-        "-m",
-        "videomae2",
-        "pretrain",
-        str(TINY),
-        "--work-dir",
-        str(work),
-        "--cfg-options",
-        *overrides(data_root, **extra),
-        "train.threads=1",
-    ]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    run_torchrun("pretrain", TINY, work, overrides(data_root, **extra), nproc)
 
 
 @pytest.mark.parametrize("parallel", ["ddp", "fsdp"])
