@@ -275,7 +275,8 @@ def paired_ratio(size: str, precision: str, pairs: int, threads: int, quick: boo
     with num_threads(threads):
         ours = build_ours(size, quick)
         hf = build_hf(ours, "sdpa")
-        if precision == "bf16":
+        if precision == "bf16":  # a fresh copy: hf was loaded with assign=True and shares
+            # `ours`' tensors, which an in-place cast would turn into bf16 weights for HF too
             ours = cast_matmul_weights(build_ours(size, quick), torch.bfloat16)
         cfg = ours.config
         x = torch.randn(1, 3, cfg.num_frames, cfg.img_size, cfg.img_size, generator=_gen(2))

@@ -45,6 +45,9 @@ import torch.nn.functional as F
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from benchlib import linear_peak_gflops, time_calls  # noqa: E402
 
 from videomae2.config import TestConfig, apply_overrides, load_config  # noqa: E402
 from videomae2.data.annotations import VideoRecord  # noqa: E402
@@ -66,33 +69,7 @@ VIDEO_SHAPES = ((340, 256, 300), (256, 340, 300), (455, 256, 300), (320, 240, 25
 VIEWS = 15  # 5 clips x 3 crops
 
 
-# ----------------------------------------------------------------------------- timing
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def time_calls(fn: Callable[[], object], device: torch.device, repeats: int, warmup: int) -> list:
-    """Seconds per call: CUDA events on a GPU (the kernels' time), the wall clock elsewhere."""
-    for _ in range(warmup):
-        fn()
-    synchronize(device)
-    out = []
-    for _ in range(repeats):
-        if device.type == "cuda":
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            fn()
-            end.record()
-            end.synchronize()
-            out.append(start.elapsed_time(end) / 1e3)
-        else:
-            t0 = time.perf_counter()
-            fn()
-            out.append(time.perf_counter() - t0)
-    return out
-
-
+# ----------------------------------------------------------------------------- helpers
 def _load_script(name: str, path: Path):
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
@@ -139,21 +116,18 @@ def section_env(device: torch.device, cfg: TestConfig) -> dict[str, Any]:
 
 def section_peak(device: torch.device, shapes: list[tuple[str, int, int, int]], repeats: int):
     rows = []
-    dtypes = [("bf16", torch.bfloat16, False), ("fp32", torch.float32, False)]
+    # (label, precision of the operands, TF32 matmuls allowed)
+    kinds = [("bf16", "bf16", False), ("fp32", "fp32", False)]
     if device.type == "cuda":
-        dtypes.append(("tf32", torch.float32, True))
+        kinds.append(("tf32", "fp32", True))
     big = 8192 if device.type == "cuda" else 1024
-    for label, dtype, tf32 in dtypes:
+    for label, precision, tf32 in kinds:
         old = torch.backends.cuda.matmul.allow_tf32
         torch.backends.cuda.matmul.allow_tf32 = tf32
         try:
             for name, m, k, n in [("square", big, big, big), *shapes]:
-                a = torch.randn(m, k, device=device, dtype=dtype)
-                w = torch.randn(n, k, device=device, dtype=dtype)
-                ts = time_calls(lambda a=a, w=w: F.linear(a, w), device, repeats, 3)
-                tflops = 2 * m * k * n / statistics.median(ts) / 1e12
-                rows.append(dict(dtype=label, gemm=name, M=m, K=k, N=n, tflops=tflops))
-                del a, w
+                gflops = linear_peak_gflops(precision, device, (m, k, n), repeats)
+                rows.append(dict(dtype=label, gemm=name, M=m, K=k, N=n, tflops=gflops / 1e3))
         finally:
             torch.backends.cuda.matmul.allow_tf32 = old
     return rows

@@ -156,9 +156,7 @@ def child(spec: dict) -> dict:
     flops = 3 * B * pretrain_forward_flops(cfg, mask.shape[1], n_vis, n_dec)
     out.update(
         step_gflop=flops / 1e9,
-        gflops=flops / out["step"] / 1e9,
         peak_gflops=peak,
-        pct_of_peak=100 * flops / out["step"] / 1e9 / peak,
         decoded_tokens=n_dec,
         visible_tokens=int((~mask[0]).sum()),
         loss_tokens=int((mask & ~dmask)[0].sum()),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import statistics
 import time
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -14,25 +15,42 @@ DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 PEAK_SHAPE = (1568, 768, 3072)
 
 
+def time_calls(
+    fn: Callable[[], object], device: torch.device, repeats: int, warmup: int
+) -> list[float]:
+    """Seconds per call of `fn` after `warmup` untimed calls: CUDA events on a GPU (the kernels'
+    time), the wall clock elsewhere."""
+    for _ in range(warmup):
+        fn()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    out = []
+    for _ in range(repeats):
+        if device.type == "cuda":
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            fn()
+            end.record()
+            end.synchronize()
+            out.append(start.elapsed_time(end) / 1e3)
+        else:
+            t0 = time.perf_counter()
+            fn()
+            out.append(time.perf_counter() - t0)
+    return out
+
+
 def linear_peak_gflops(
     precision: str,
     device: torch.device,
     shape: tuple[int, int, int] = PEAK_SHAPE,
     repeats: int = 10,
 ) -> float:
-    """Median GFLOP/s of a plain F.linear at `shape` in `precision` (3 untimed calls first)."""
+    """Median GFLOP/s of a plain F.linear at `shape` (M x K x N) in `precision`, 3 untimed calls
+    first."""
     m, k, n = shape
     a = torch.randn(m, k, device=device, dtype=DTYPES[precision])
     w = torch.randn(n, k, device=device, dtype=DTYPES[precision])
-    times = []
     with torch.no_grad():
-        for i in range(3 + repeats):
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            t0 = time.perf_counter()
-            F.linear(a, w)
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            if i >= 3:
-                times.append(time.perf_counter() - t0)
+        times = time_calls(lambda: F.linear(a, w), device, repeats, 3)
     return 2 * m * k * n / statistics.median(times) / 1e9

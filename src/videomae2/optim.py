@@ -176,9 +176,6 @@ def _fused_adamw_applies(groups: list[dict]) -> bool:
 
     params = [p for g in groups for p in g["params"]]
     return bool(params) and all(
-        type(p) is torch.nn.Parameter
-        and not isinstance(p, DTensor)
-        and p.is_floating_point()
-        and p.device.type in ("cpu", "cuda")
+        not isinstance(p, DTensor) and p.is_floating_point() and p.device.type in ("cpu", "cuda")
         for p in params
     )
