@@ -30,7 +30,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format .
 
 bench: $(STAMP)
-	$(BIN)/python benchmarks/bench_forward.py
+	$(BIN)/videomae2 bench forward
 
 # PyAV for the lent GPU machine (Python 3.12, no registry there): carried as .whl/ by
 # benchmarks/gpu_check.sh's run; see benchmarks/bench_gpu.py.

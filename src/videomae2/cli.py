@@ -22,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "distill": ("videomae2.engine.distill", "distill a frozen teacher into a student"),
     "make-index-map": ("videomae2.label_space", "label-space index lists / union label maps"),
     "visualize-mae": ("videomae2.visualize", "picture of an MAE reconstruction (PNG)"),
+    "bench": ("videomae2.bench", "run a benchmark of benchmarks/, or compare two of its reports"),
 }
 
 
