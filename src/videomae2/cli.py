@@ -21,6 +21,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "finetune": ("videomae2.engine.finetune", "fine-tune a classifier (post-pretraining too)"),
     "distill": ("videomae2.engine.distill", "distill a frozen teacher into a student"),
     "make-index-map": ("videomae2.label_space", "label-space index lists / union label maps"),
+    "extract-features": (
+        "videomae2.engine.extract",
+        "sliding-window features per video (.npy) for temporal action detection",
+    ),
     "visualize-mae": ("videomae2.visualize", "picture of an MAE reconstruction (PNG)"),
     "bench": ("videomae2.bench", "run a benchmark of benchmarks/, or compare two of its reports"),
 }

@@ -331,6 +331,16 @@ def test_save_weights_load_model_exact(tmp_path):
     assert_same_tensors(model.state_dict(), ref.state_dict())
 
 
+def test_save_weights_of_a_width_outside_the_registry(tmp_path):
+    # width 48: no registry size and not a multiple of 64, so no head count could be guessed from
+    # the shapes; the model's own config says 2 heads and must be all save_weights needs
+    ref = randomize(tiny(embed_dim=48))
+    save_weights(ref, tmp_path / "w48.safetensors")
+    model = load_model(tmp_path / "w48.safetensors")
+    assert model.config == ref.config and model.config.num_heads == 2
+    assert_same_tensors(model.state_dict(), ref.state_dict())
+
+
 @pytest.mark.parametrize("to", ["safetensors", "mmaction2", "original", "hf"])
 def test_convert_round_trip_through_files(tmp_path, to):
     ref = tiny()

@@ -477,10 +477,16 @@ def save_weights(model: nn.Module, path: str | os.PathLike, *, to: str = "safete
     family = ORIGINAL_PRETRAIN if _has(sd, "encoder.") else ORIGINAL
     config = getattr(target, "config", None)
     grid = {k: getattr(config, k, None) for k in ("num_frames", "img_size")}
-    inferred, cfg_class = infer_architecture(sd, family, **grid)
     if config is not None and hasattr(config, "to_dict"):
-        inferred = arch.Inferred(config.to_dict(), inferred.name)
-        cfg_class = type(config).__name__
+        # The model's own config is the architecture; shapes only name the registry size, and a
+        # width outside the registry (no head count to guess) has no name rather than no file.
+        try:
+            name = infer_architecture(sd, family, **grid)[0].name
+        except CheckpointError:
+            name = None
+        inferred, cfg_class = arch.Inferred(config.to_dict(), name), type(config).__name__
+    else:
+        inferred, cfg_class = infer_architecture(sd, family, **grid)
     _write(sd, family, to, path, inferred, cfg_class)
 
 

@@ -23,7 +23,7 @@ frames are kept.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -33,6 +33,7 @@ __all__ = [
     "FrameCache",
     "VideoDecodeError",
     "VideoInfo",
+    "iter_frames",
     "open_video",
     "read_frames",
     "resolve_video_path",
@@ -279,6 +280,44 @@ def read_frames(
         raise VideoDecodeError(path, f"negative frame index {int(idx.min())}")
     _check_file(path)
     return _READ[backend](path, idx)
+
+
+def _pyav_iter(path: str) -> Iterator[np.ndarray]:
+    import av
+
+    container, stream = _pyav_open(path)
+    decoded = 0
+    try:
+        for frame in container.decode(stream):
+            yield frame.to_ndarray(format="rgb24")
+            decoded += 1
+    except av.FFmpegError as exc:
+        raise VideoDecodeError(path, f"decoding failed after {decoded} frames: {exc}") from exc
+    finally:
+        container.close()
+    if decoded == 0:
+        raise VideoDecodeError(path, "no frame could be decoded")
+
+
+def iter_frames(
+    path: str | os.PathLike, backend: str = "pyav", chunk: int = 64
+) -> Iterator[np.ndarray]:
+    """Every frame of the video in order, one ``(H, W, 3)`` uint8 RGB array at a time.
+
+    For long videos (feature extraction over sliding windows): memory stays at one frame, not
+    the whole video. PyAV streams the decode; the optional backends read ``chunk`` frames per
+    call up to :func:`open_video`'s count. Raises :class:`VideoDecodeError` as `read_frames`
+    does, after yielding the frames that did decode.
+    """
+    _check_backend(backend)
+    path = os.fspath(path)
+    _check_file(path)
+    if backend == "pyav":
+        yield from _pyav_iter(path)
+        return
+    n = open_video(path, backend).num_frames
+    for start in range(0, n, chunk):
+        yield from read_frames(path, np.arange(start, min(start + chunk, n)), backend)
 
 
 class FrameCache:

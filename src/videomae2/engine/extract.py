@@ -1,0 +1,391 @@
+"""Sliding-window feature extraction for temporal action detection: `videomae2 extract-features`.
+
+    videomae2 extract-features VIDEOS --checkpoint CKPT --out FEATURES [--preset thumos14]
+
+Every video becomes ``<out>/<stem>.npy``, float32 ``(num_windows, D)``: the classifier's
+`forward_features` (fc_norm of the mean token) of each window of `window` consecutive frames,
+windows starting at ``0, stride, 2*stride, ...`` while the whole window fits
+(``range(0, n - window + 1, stride)``; spec finetune-distill.md §10: stride 4 for THUMOS14, 16 for
+FineAction, window 16).
+
+Preprocessing, `--preprocess`:
+- ``original`` (default): the original extraction script's, needed to reproduce its released
+  features. Frames to [0, 1] (``/ 255``), NO mean/std normalisation, each frame resized to
+  exactly 224x224 with ``F.interpolate(bilinear, align_corners=False)``, squashing the aspect
+  ratio. Bit-identical to the original's whole-window resize (tested): the resize treats every
+  frame's planes independently.
+- ``standard``: what the models were trained and tested with. mmaction2's short-side resize to
+  224 (OpenCV bilinear), the centre 224x224 crop, ImageNet mean/std on the 0-255 scale. For new
+  features; the choice is recorded in ``extract_summary.json``.
+
+Differences from the original script, deliberately:
+- output names are ``Path(name).stem`` (the original cuts at the FIRST dot, so ``a.b.mp4`` and
+  ``a.c.mp4`` would both write ``a.npy``);
+- a video too short for one window, or one that cannot be decoded, is listed in
+  ``failed_videos.txt`` and the run goes on (the original stops with an exception); the exit
+  status is 1 when any video failed;
+- each file is written to a temporary name and renamed, so an interrupted run never leaves a
+  truncated ``.npy`` that a rerun would skip; existing outputs are skipped (``--overwrite``
+  recomputes them), as in the original;
+- decoding streams the video (memory: one window, not the video) in a background thread that
+  prepares the next batches while the model runs; ``--batch-size`` windows go through the model
+  at once (features agree with one window per forward to float rounding).
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import queue
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from videomae2.data.decode import BACKENDS, VideoDecodeError, iter_frames, open_video
+from videomae2.data.transforms import (
+    IMAGENET_MEAN_255,
+    IMAGENET_STD_255,
+    center_crop,
+    resize_short_side,
+)
+
+PRESETS = {"thumos14": 4, "fineaction": 16}  # window stride of the original script
+PREPROCESS = ("original", "standard")
+VIDEO_SUFFIXES = frozenset(
+    {".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".flv", ".mpg", ".mpeg", ".wmv", ".3gp"}
+)
+
+
+def window_starts(num_frames: int, window: int = 16, stride: int = 4) -> range:
+    """First frame of every window that fits: the original's ``range(0, n - 15, 4)`` at 16/4."""
+    if window < 1 or stride < 1:
+        raise ValueError(f"window and stride must be >= 1, got {window} and {stride}")
+    return range(0, num_frames - window + 1, stride)
+
+
+def original_frame(frame: np.ndarray, size: int = 224) -> torch.Tensor:
+    """``(H, W, 3)`` uint8 -> ``(3, size, size)`` float32 in [0, 1], the original's transform."""
+    x = torch.from_numpy(frame).permute(2, 0, 1).to(torch.float32) / 255  # (3, H, W)
+    x = F.interpolate(x[:, None], size=(size, size), mode="bilinear", align_corners=False)
+    return x[:, 0]
+
+
+def standard_frame(frame: np.ndarray, size: int = 224) -> torch.Tensor:
+    """``(H, W, 3)`` uint8 -> ``(3, size, size)`` uint8: mmaction2's short-side resize + centre
+    crop (normalised later, per batch, by `normalize_standard`)."""
+    x = center_crop(resize_short_side(frame[None], size), size)[0]
+    return torch.from_numpy(np.ascontiguousarray(x)).permute(2, 0, 1)
+
+
+def normalize_standard(x: torch.Tensor) -> torch.Tensor:
+    """uint8 ``(B, 3, T, H, W)`` -> float32 ``(x - mean) / std`` on the 0-255 scale."""
+    mean = torch.tensor(IMAGENET_MEAN_255, device=x.device).view(1, 3, 1, 1, 1)
+    std = torch.tensor(IMAGENET_STD_255, device=x.device).view(1, 3, 1, 1, 1)
+    return (x.float() - mean) / std
+
+
+def iter_windows(
+    frames: Iterator[np.ndarray],
+    window: int,
+    stride: int,
+    prepare: Callable[[np.ndarray], torch.Tensor],
+) -> Iterator[tuple[int, torch.Tensor]]:
+    """``(start, (3, window, H, W))`` for every window of `window_starts`, from a frame stream.
+
+    Each frame is prepared once (not once per window it belongs to) and only the last `window`
+    prepared frames are kept.
+    """
+    if window < 1 or stride < 1:
+        raise ValueError(f"window and stride must be >= 1, got {window} and {stride}")
+    recent: deque[torch.Tensor] = deque(maxlen=window)
+    for i, frame in enumerate(frames):
+        if i % stride >= window:  # between windows (stride > window): in none of them
+            continue
+        recent.append(prepare(frame))
+        start = i - window + 1
+        if start >= 0 and start % stride == 0:
+            yield start, torch.stack(tuple(recent), dim=1)
+
+
+@dataclass
+class ExtractConfig:
+    window: int = 16
+    stride: int = 4
+    preprocess: str = "original"
+    size: int = 224
+    batch_size: int = 0  # 0 = auto: 1 window per forward on the CPU, 16 on a GPU
+    precision: str = "fp32"
+    backend: str = "pyav"
+    prefetch: int = 2  # batches prepared ahead by the decode thread (0: decode inline)
+
+    def __post_init__(self) -> None:
+        if self.preprocess not in PREPROCESS:
+            raise ValueError(f"preprocess must be one of {PREPROCESS}, got {self.preprocess!r}")
+        if self.precision not in ("fp32", "bf16"):
+            raise ValueError(f"precision must be fp32 or bf16, got {self.precision!r}")
+        if self.backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {BACKENDS}, got {self.backend!r}")
+        window_starts(0, self.window, self.stride)  # validates both
+        if self.batch_size < 0 or self.prefetch < 0:
+            raise ValueError("batch_size and prefetch must be >= 0")
+
+
+def _batches(
+    frames: Iterator[np.ndarray], cfg: ExtractConfig, batch: int
+) -> Iterator[tuple[list[int], torch.Tensor]]:
+    prepare = original_frame if cfg.preprocess == "original" else standard_frame
+    starts: list[int] = []
+    clips: list[torch.Tensor] = []
+    for start, clip in iter_windows(frames, cfg.window, cfg.stride, lambda f: prepare(f, cfg.size)):
+        starts.append(start)
+        clips.append(clip)
+        if len(clips) == batch:
+            yield starts, torch.stack(clips)
+            starts, clips = [], []
+    if clips:
+        yield starts, torch.stack(clips)
+
+
+def _prefetched(it: Iterator, depth: int) -> Iterator:
+    """`it` run in a background thread, `depth` items ahead; its exception is re-raised here."""
+    if depth == 0:
+        yield from it
+        return
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    done = object()
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for item in it:
+                if stop.is_set():
+                    return
+                q.put(item)
+            q.put(done)
+        except BaseException as e:  # handed to the consumer
+            q.put(e)
+
+    thread = threading.Thread(target=produce, daemon=True)
+    thread.start()
+    try:
+        while (item := q.get()) is not done:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        while thread.is_alive():  # unblock a producer waiting on a full queue
+            try:
+                q.get_nowait()
+            except queue.Empty:
+                thread.join(timeout=0.05)
+
+
+class FeatureExtractor:
+    """A classifier's `forward_features` over the windows of one video at a time."""
+
+    def __init__(self, model: torch.nn.Module, cfg: ExtractConfig, device: torch.device) -> None:
+        if not hasattr(model, "forward_features") or not hasattr(model, "fc_norm"):
+            raise TypeError(
+                f"feature extraction needs a classifier checkpoint (VisionTransformer), got "
+                f"{type(model).__name__}; fine-tune or convert a pretraining checkpoint first"
+            )
+        self.cfg, self.device = cfg, device
+        self.batch = cfg.batch_size or (1 if device.type == "cpu" else 16)
+        if cfg.precision == "bf16":
+            from videomae2.models.recognizer import cast_matmul_weights
+
+            cast_matmul_weights(model, torch.bfloat16)
+        self.model = model.eval().to(device)
+        self.dim = int(model.num_features)
+
+    @torch.inference_mode()
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """A prepared batch ``(B, 3, T, H, W)`` -> float32 ``(B, D)``."""
+        x = x.to(self.device, non_blocking=True)
+        if self.cfg.preprocess == "standard":
+            x = normalize_standard(x)
+        if self.cfg.precision == "bf16":
+            with torch.autocast(self.device.type, dtype=torch.bfloat16):
+                return self.model.forward_features(x).float()
+        return self.model.forward_features(x).float()
+
+    def video(self, path: str) -> tuple[np.ndarray, list[int]]:
+        """``(num_windows, D)`` float32 features and the window starts.
+
+        The windows are those of the decoder's frame count (the original's ``len(vr)``), and
+        every one of them must decode: a video shorter than one window, unreadable, or
+        truncated (it decodes fewer frames than its header counts) raises `VideoDecodeError`.
+        """
+        cfg = self.cfg
+        n = open_video(path, cfg.backend).num_frames
+        expected = window_starts(n, cfg.window, cfg.stride)
+        if not expected:
+            raise VideoDecodeError(path, f"{n} frames: shorter than one {cfg.window}-frame window")
+        frames = itertools.islice(iter_frames(path, cfg.backend), n)
+        feats, starts = [], []
+        pin = self.device.type == "cuda"
+        for s, x in _prefetched(_batches(frames, cfg, self.batch), cfg.prefetch):
+            feats.append(self.features(x.pin_memory() if pin else x).cpu())
+            starts += s
+        if len(starts) != len(expected):
+            raise VideoDecodeError(
+                path,
+                f"the header counts {n} frames ({len(expected)} windows) but decoding ended "
+                f"after {len(starts)} windows: a truncated file?",
+            )
+        return torch.cat(feats).numpy(), starts
+
+
+def list_videos(source: str | os.PathLike, data_prefix: str | None = None) -> list[Path]:
+    """The videos of a folder (sorted, by suffix) or of a list file (first field of every
+    non-empty line, relative to `data_prefix`, else to the list's folder)."""
+    source = Path(source)
+    if source.is_dir():
+        return sorted(p for p in source.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES)
+    if not source.is_file():
+        raise FileNotFoundError(f"{source}: neither a folder of videos nor a list file")
+    base = Path(data_prefix) if data_prefix else source.parent
+    out = []
+    for line in source.read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            name = line.split()[0]
+            out.append(Path(name) if Path(name).is_absolute() else base / name)
+    return out
+
+
+def save_npy_atomic(path: Path, array: np.ndarray) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as f:
+        np.save(f, array)
+    tmp.replace(path)
+
+
+@dataclass
+class ExtractSummary:
+    config: dict
+    checkpoint: str
+    feature_dim: int
+    videos: dict[str, dict] = field(default_factory=dict)  # stem -> windows, seconds, ...
+    skipped_existing: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)  # path -> reason
+
+
+def extract_features(
+    extractor: FeatureExtractor,
+    videos: list[Path],
+    out_dir: Path,
+    overwrite: bool = False,
+    log: Callable[[str], None] = print,
+) -> ExtractSummary:
+    """Every video -> ``out_dir/<stem>.npy``; bad videos are listed, never fatal."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    summary = ExtractSummary(asdict(extractor.cfg), "", extractor.dim)
+    stems: dict[str, Path] = {}
+    for i, path in enumerate(videos):
+        stem = path.stem
+        if stem in stems:
+            summary.failed[str(path)] = f"same output name {stem}.npy as {stems[stem]}"
+            continue
+        stems[stem] = path
+        target = out_dir / f"{stem}.npy"
+        if target.exists() and not overwrite:
+            summary.skipped_existing.append(stem)
+            continue
+        t0 = time.perf_counter()
+        try:
+            feats, starts = extractor.video(str(path))
+        except (VideoDecodeError, OSError, ValueError) as e:
+            summary.failed[str(path)] = str(e)
+            log(f"[{i + 1}/{len(videos)}] FAILED {path}: {e}")
+            continue
+        save_npy_atomic(target, feats)
+        dt = time.perf_counter() - t0
+        summary.videos[stem] = dict(
+            path=str(path), windows=len(starts), last_start=starts[-1], seconds=round(dt, 3)
+        )
+        log(f"[{i + 1}/{len(videos)}] {target} {feats.shape} in {dt:.1f}s")
+    return summary
+
+
+def write_summary(summary: ExtractSummary, out_dir: Path) -> None:
+    (out_dir / "extract_summary.json").write_text(json.dumps(asdict(summary), indent=1) + "\n")
+    failed_path = out_dir / "failed_videos.txt"
+    if summary.failed:
+        failed_path.write_text("".join(f"{p}\t{r}\n" for p, r in summary.failed.items()))
+    elif failed_path.exists():
+        failed_path.unlink()
+
+
+# ---- CLI --------------------------------------------------------------------------------
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("videos", help="a folder of videos, or a list file (path per line)")
+    parser.add_argument("--checkpoint", required=True, help="a classifier checkpoint, any layout")
+    parser.add_argument("--out", required=True, help="folder for <stem>.npy features")
+    parser.add_argument(
+        "--arch", default=None, help="e.g. vit_giant_patch14_224 (default: inferred)"
+    )
+    parser.add_argument(
+        "--preset", choices=sorted(PRESETS), help="the original's stride per dataset"
+    )
+    parser.add_argument("--stride", type=int, default=None, help="frames between window starts (4)")
+    parser.add_argument("--window", type=int, default=16, help="frames per window")
+    parser.add_argument("--size", type=int, default=224, help="input height = width")
+    parser.add_argument("--preprocess", choices=PREPROCESS, default="original")
+    parser.add_argument("--batch-size", type=int, default=0, help="windows per forward (0: auto)")
+    parser.add_argument("--bf16", action="store_true", help="bf16 autocast (opt-in)")
+    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 (default: auto)")
+    parser.add_argument("--backend", choices=BACKENDS, default="pyav", help="video decoder")
+    parser.add_argument("--data-prefix", default=None, help="folder a list file's paths are in")
+    parser.add_argument("--overwrite", action="store_true", help="recompute existing outputs")
+
+
+def run(args: argparse.Namespace) -> int:
+    from videomae2.checkpoint import load_model
+    from videomae2.engine.evaluate import select_device
+
+    if args.preset and args.stride is not None and args.stride != PRESETS[args.preset]:
+        raise SystemExit(
+            f"--preset {args.preset} means --stride {PRESETS[args.preset]}, got {args.stride}"
+        )
+    stride = args.stride if args.stride is not None else PRESETS.get(args.preset or "thumos14")
+    cfg = ExtractConfig(
+        window=args.window,
+        stride=stride,
+        preprocess=args.preprocess,
+        size=args.size,
+        batch_size=args.batch_size,
+        precision="bf16" if args.bf16 else "fp32",
+        backend=args.backend,
+    )
+    videos = list_videos(args.videos, args.data_prefix)
+    if not videos:
+        raise SystemExit(f"{args.videos}: no videos found")
+    model = load_model(args.checkpoint, model_name=args.arch)
+    extractor = FeatureExtractor(model, cfg, select_device(args.device))
+    out = Path(args.out)
+    summary = extract_features(extractor, videos, out, args.overwrite)
+    summary.checkpoint = str(args.checkpoint)
+    write_summary(summary, out)
+    print(
+        f"{len(summary.videos)} videos extracted, {len(summary.skipped_existing)} already there, "
+        f"{len(summary.failed)} failed; summary: {out / 'extract_summary.json'}"
+    )
+    if summary.failed:
+        print(f"FAILED videos (listed in {out / 'failed_videos.txt'}):", file=sys.stderr)
+        for p, r in list(summary.failed.items())[:10]:
+            print(f"  {p}: {r}", file=sys.stderr)
+        return 1
+    return 0
