@@ -25,6 +25,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "videomae2.engine.extract",
         "sliding-window features per video (.npy) for temporal action detection",
     ),
+    "export": ("videomae2.export", "a classifier as a torch.export program (.pt2) or ONNX"),
     "visualize-mae": ("videomae2.visualize", "picture of an MAE reconstruction (PNG)"),
     "bench": ("videomae2.bench", "run a benchmark of benchmarks/, or compare two of its reports"),
 }
