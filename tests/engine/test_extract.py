@@ -128,6 +128,28 @@ def test_cli_features_equal_the_model_on_each_window_and_bad_videos_are_listed(
     np.testing.assert_allclose(np.load(out / "long.clip.npy"), got, rtol=0, atol=1e-5)
 
 
+def test_torchrun_ranks_split_the_videos_without_talking(
+    tiny_model, videos, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ckpt = tmp_path / "tiny.safetensors"
+    save_weights(tiny_model, ckpt)
+    out = tmp_path / "feats"
+    argv = ["extract-features", str(videos["other"].parent), "--checkpoint", str(ckpt), "--out"]
+    argv += [str(out), "--window", "4", "--size", "32", "--device", "cpu"]
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")  # sorted: broken, long.clip, other, short -> rank 1's share
+    assert main(argv) == 1
+    assert sorted(p.name for p in out.glob("*.npy")) == ["long.clip.npy"]
+    assert "short.mp4" in (out / "failed_videos.rank1.txt").read_text()
+    monkeypatch.setenv("RANK", "0")
+    assert main(argv) == 1
+    assert sorted(p.name for p in out.glob("*.npy")) == ["long.clip.npy", "other.npy"]
+    assert "broken.mp4" in (out / "failed_videos.rank0.txt").read_text()
+    assert json.loads((out / "extract_summary.rank0.json").read_text())["videos"].keys() == {
+        "other"
+    }
+
+
 def test_standard_preprocessing_and_bf16(tiny_model: videomae2.VisionTransformer, videos) -> None:
     path = str(videos["other"])
     cfg = extract.ExtractConfig(window=4, stride=4, preprocess="standard", size=32, prefetch=0)

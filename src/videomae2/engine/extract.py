@@ -27,6 +27,8 @@ Differences from the original script, deliberately:
 - each file is written to a temporary name and renamed, so an interrupted run never leaves a
   truncated ``.npy`` that a rerun would skip; existing outputs are skipped (``--overwrite``
   recomputes them), as in the original;
+- under torchrun every rank takes every WORLD_SIZE-th video (on GPU ``cuda:LOCAL_RANK``) and
+  writes its own ``extract_summary.rank<r>.json``; no process group is needed;
 - decoding streams the video (memory: one window, not the video) in a background thread that
   prepares the next batches while the model runs; ``--batch-size`` windows go through the model
   at once (features agree with one window per forward to float rounding).
@@ -264,6 +266,27 @@ def list_videos(source: str | os.PathLike, data_prefix: str | None = None) -> li
     return out
 
 
+def unique_stems(videos: list[Path]) -> tuple[list[Path], dict[str, str]]:
+    """Videos whose output name is free (first come), and the others with the reason."""
+    owner: dict[str, Path] = {}
+    kept, dropped = [], {}
+    for path in videos:
+        if path.stem in owner:
+            dropped[str(path)] = f"same output name {path.stem}.npy as {owner[path.stem]}"
+        else:
+            owner[path.stem] = path
+            kept.append(path)
+    return kept, dropped
+
+
+def shard(videos: list[Path], rank: int, world: int) -> list[Path]:
+    """Rank `rank`'s share of `world` processes (torchrun): every `world`-th video. Each output
+    file has one owner, so the ranks need no communication."""
+    if not 0 <= rank < world:
+        raise ValueError(f"rank {rank} outside a world of {world}")
+    return videos[rank::world]
+
+
 def save_npy_atomic(path: Path, array: np.ndarray) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     with open(tmp, "wb") as f:
@@ -291,13 +314,9 @@ def extract_features(
     """Every video -> ``out_dir/<stem>.npy``; bad videos are listed, never fatal."""
     out_dir.mkdir(parents=True, exist_ok=True)
     summary = ExtractSummary(asdict(extractor.cfg), "", extractor.dim)
-    stems: dict[str, Path] = {}
+    videos, summary.failed = unique_stems(videos)
     for i, path in enumerate(videos):
         stem = path.stem
-        if stem in stems:
-            summary.failed[str(path)] = f"same output name {stem}.npy as {stems[stem]}"
-            continue
-        stems[stem] = path
         target = out_dir / f"{stem}.npy"
         if target.exists() and not overwrite:
             summary.skipped_existing.append(stem)
@@ -318,9 +337,11 @@ def extract_features(
     return summary
 
 
-def write_summary(summary: ExtractSummary, out_dir: Path) -> None:
-    (out_dir / "extract_summary.json").write_text(json.dumps(asdict(summary), indent=1) + "\n")
-    failed_path = out_dir / "failed_videos.txt"
+def write_summary(summary: ExtractSummary, out_dir: Path, suffix: str = "") -> None:
+    """``extract_summary<suffix>.json`` and ``failed_videos<suffix>.txt`` (suffix: per rank)."""
+    path = out_dir / f"extract_summary{suffix}.json"
+    path.write_text(json.dumps(asdict(summary), indent=1) + "\n")
+    failed_path = out_dir / f"failed_videos{suffix}.txt"
     if summary.failed:
         failed_path.write_text("".join(f"{p}\t{r}\n" for p, r in summary.failed.items()))
     elif failed_path.exists():
@@ -373,18 +394,28 @@ def run(args: argparse.Namespace) -> int:
     videos = list_videos(args.videos, args.data_prefix)
     if not videos:
         raise SystemExit(f"{args.videos}: no videos found")
+    # torchrun: every rank takes its share, on its own GPU; no process group is needed
+    rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+    videos, duplicates = unique_stems(videos)
+    videos = shard(videos, rank, world)
+    device = select_device(args.device)
+    if device.type == "cuda" and device.index is None and "LOCAL_RANK" in os.environ:
+        device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
     model = load_model(args.checkpoint, model_name=args.arch)
-    extractor = FeatureExtractor(model, cfg, select_device(args.device))
+    extractor = FeatureExtractor(model, cfg, device)
     out = Path(args.out)
     summary = extract_features(extractor, videos, out, args.overwrite)
     summary.checkpoint = str(args.checkpoint)
-    write_summary(summary, out)
+    if rank == 0:
+        summary.failed = {**duplicates, **summary.failed}
+    suffix = f".rank{rank}" if world > 1 else ""
+    write_summary(summary, out, suffix)
     print(
         f"{len(summary.videos)} videos extracted, {len(summary.skipped_existing)} already there, "
-        f"{len(summary.failed)} failed; summary: {out / 'extract_summary.json'}"
+        f"{len(summary.failed)} failed; summary: {out / f'extract_summary{suffix}.json'}"
     )
     if summary.failed:
-        print(f"FAILED videos (listed in {out / 'failed_videos.txt'}):", file=sys.stderr)
+        print(f"FAILED videos (listed in {out / f'failed_videos{suffix}.txt'}):", file=sys.stderr)
         for p, r in list(summary.failed.items())[:10]:
             print(f"  {p}: {r}", file=sys.stderr)
         return 1
