@@ -217,3 +217,18 @@ def test_views_per_forward_bench_quick(tmp_path: Path) -> None:
     for r in rows:
         assert r["median_s"] > 0 and r["speedup_vs_all_at_once"] > 0
         assert r["max_score_diff_vs_all_at_once"] < (1e-6 if r["precision"] == "fp32" else 1e-2)
+
+
+def test_extract_bench_quick(tmp_path: Path) -> None:
+    out = tmp_path / "extract.json"
+    proc = subprocess.run(
+        [sys.executable, str(BENCH.with_name("bench_extract.py")), "--quick", "--threads", "1"]
+        + ["--json", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads(out.read_text())
+    assert report["windows"] == 10 and report["max_diff"] == 0.0
+    assert len(report["rows"]) == 5 and all(r["windows_per_s"] > 0 for r in report["rows"])
