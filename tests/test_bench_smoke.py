@@ -221,9 +221,9 @@ def test_views_per_forward_bench_quick(tmp_path: Path) -> None:
 
 def test_extract_bench_quick(tmp_path: Path) -> None:
     out = tmp_path / "extract.json"
+    script = BENCH.with_name("bench_extract.py")
     proc = subprocess.run(
-        [sys.executable, str(BENCH.with_name("bench_extract.py")), "--quick", "--threads", "1"]
-        + ["--json", str(out)],
+        [sys.executable, str(script), "--quick", "--threads", "1", "--json", str(out)],
         capture_output=True,
         text=True,
         timeout=300,
