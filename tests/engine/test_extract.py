@@ -97,8 +97,12 @@ def test_cli_features_equal_the_model_on_each_window_and_bad_videos_are_listed(
     ckpt = tmp_path / "tiny.safetensors"
     save_weights(tiny_model, ckpt)
     out = tmp_path / "feats"
-    argv = ["extract-features", str(videos["long.clip"].parent), "--checkpoint", str(ckpt)]
-    argv += ["--out", str(out), "--window", "4", "--stride", "3", "--size", "32", "--device", "cpu"]
+
+    def args(out: Path) -> list[str]:
+        argv = ["extract-features", str(videos["long.clip"].parent), "--checkpoint", str(ckpt)]
+        return [*argv, "--out", str(out), "--window", "4", "--stride", "3", "--size", "32"]
+
+    argv = [*args(out), "--device", "cpu"]
     assert main(argv) == 1  # two videos failed; the others are written
 
     frames = read_frames(videos["long.clip"], np.arange(23))
@@ -120,12 +124,19 @@ def test_cli_features_equal_the_model_on_each_window_and_bad_videos_are_listed(
     assert str(videos["broken"]) in failed
     assert not list(out.glob(".*tmp")) and not (out / "short.npy").exists()
 
+    first = {name: np.load(out / name) for name in ("long.clip.npy", "other.npy")}
     # a rerun skips what is there; --overwrite recomputes it with 3 windows per forward
     before = (out / "other.npy").stat().st_mtime_ns
     assert main(argv) == 1
     assert (out / "other.npy").stat().st_mtime_ns == before
     assert main([*argv, "--overwrite", "--batch-size", "3"]) == 1
     np.testing.assert_allclose(np.load(out / "long.clip.npy"), got, rtol=0, atol=1e-5)
+    # two decode processes: the same files (bit for bit, same batch), the same failures
+    workers = tmp_path / "workers"
+    assert main([*args(workers), "--num-workers", "2"]) == 1
+    for name, array in first.items():
+        np.testing.assert_array_equal(np.load(workers / name), array)
+    assert (workers / "failed_videos.txt").read_text().count("\t") == 2
 
 
 def test_torchrun_ranks_split_the_videos_without_talking(

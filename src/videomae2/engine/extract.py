@@ -30,7 +30,8 @@ Differences from the original script, deliberately:
 - under torchrun every rank takes every WORLD_SIZE-th video (on GPU ``cuda:LOCAL_RANK``) and
   writes its own ``extract_summary.rank<r>.json``; no process group is needed;
 - decoding streams the video (memory: one window, not the video) in a background thread that
-  prepares the next batches while the model runs; ``--batch-size`` windows go through the model
+  prepares the next batches while the model runs, or, with ``--num-workers W``, in W DataLoader
+  processes that each take whole videos (what a GPU needs; features are bit-identical); ``--batch-size`` windows go through the model
   at once (features agree with one window per forward to float rounding).
 """
 
@@ -158,6 +159,51 @@ def _batches(
         yield starts, torch.stack(clips)
 
 
+def video_pieces(index: int, path: str, cfg: ExtractConfig, batch: int) -> Iterator[dict]:
+    """One video as stream items: ``{video, starts, x}`` per batch of windows, then
+    ``{video, done: True, error}`` (error None, or why the video has no features).
+
+    The windows are those of the decoder's frame count (the original's ``len(vr)``), and every
+    one of them must decode: a video shorter than one window, unreadable, or truncated (it
+    decodes fewer frames than its header counts) ends with an error instead. Errors are plain
+    strings so that they cross DataLoader worker processes.
+    """
+    try:
+        n = open_video(path, cfg.backend).num_frames
+        expected = window_starts(n, cfg.window, cfg.stride)
+        if not expected:
+            raise VideoDecodeError(path, f"{n} frames: shorter than one {cfg.window}-frame window")
+        got = 0
+        for starts, x in _batches(itertools.islice(iter_frames(path, cfg.backend), n), cfg, batch):
+            got += len(starts)
+            yield dict(video=index, starts=starts, x=x)
+        if got != len(expected):
+            raise VideoDecodeError(
+                path,
+                f"the header counts {n} frames ({len(expected)} windows) but decoding ended "
+                f"after {got} windows: a truncated file?",
+            )
+    except VideoDecodeError as e:
+        yield dict(video=index, done=True, error=e.reason)
+    except (OSError, ValueError) as e:
+        yield dict(video=index, done=True, error=f"{type(e).__name__}: {e}")
+    else:
+        yield dict(video=index, done=True, error=None)
+
+
+class WindowStream(torch.utils.data.IterableDataset):
+    """The pieces of every video; DataLoader worker w of W takes videos w, w+W, ... whole."""
+
+    def __init__(self, paths: list[str], cfg: ExtractConfig, batch: int) -> None:
+        self.paths, self.cfg, self.batch = paths, cfg, batch
+
+    def __iter__(self) -> Iterator[dict]:
+        info = torch.utils.data.get_worker_info()
+        wid, nw = (info.id, info.num_workers) if info is not None else (0, 1)
+        for i in range(wid, len(self.paths), nw):
+            yield from video_pieces(i, self.paths[i], self.cfg, self.batch)
+
+
 def _prefetched(it: Iterator, depth: int) -> Iterator:
     """`it` run in a background thread, `depth` items ahead; its exception is re-raised here."""
     if depth == 0:
@@ -222,31 +268,53 @@ class FeatureExtractor:
                 return self.model.forward_features(x).float()
         return self.model.forward_features(x).float()
 
-    def video(self, path: str) -> tuple[np.ndarray, list[int]]:
-        """``(num_windows, D)`` float32 features and the window starts.
+    def stream(
+        self, paths: list[str], num_workers: int = 0
+    ) -> Iterator[tuple[int, np.ndarray | None, list[int], str | None]]:
+        """``(index, features, starts, error)`` per video, in the order they finish.
 
-        The windows are those of the decoder's frame count (the original's ``len(vr)``), and
-        every one of them must decode: a video shorter than one window, unreadable, or
-        truncated (it decodes fewer frames than its header counts) raises `VideoDecodeError`.
+        ``num_workers = 0``: decoding runs in one background thread (`ExtractConfig.prefetch`
+        batches ahead). ``> 0``: DataLoader worker processes decode whole videos in parallel
+        (pinned memory on a GPU), which a fast GPU needs to stay busy.
         """
-        cfg = self.cfg
-        n = open_video(path, cfg.backend).num_frames
-        expected = window_starts(n, cfg.window, cfg.stride)
-        if not expected:
-            raise VideoDecodeError(path, f"{n} frames: shorter than one {cfg.window}-frame window")
-        frames = itertools.islice(iter_frames(path, cfg.backend), n)
-        feats, starts = [], []
-        pin = self.device.type == "cuda"
-        for s, x in _prefetched(_batches(frames, cfg, self.batch), cfg.prefetch):
-            feats.append(self.features(x.pin_memory() if pin else x).cpu())
-            starts += s
-        if len(starts) != len(expected):
-            raise VideoDecodeError(
-                path,
-                f"the header counts {n} frames ({len(expected)} windows) but decoding ended "
-                f"after {len(starts)} windows: a truncated file?",
+        ds = WindowStream(paths, self.cfg, self.batch)
+        cuda = self.device.type == "cuda"
+        if num_workers == 0:
+            items = _prefetched(iter(ds), self.cfg.prefetch)
+        else:
+            loader = torch.utils.data.DataLoader(
+                ds,
+                batch_size=None,
+                num_workers=num_workers,
+                pin_memory=cuda,
+                prefetch_factor=max(1, self.cfg.prefetch),
             )
-        return torch.cat(feats).numpy(), starts
+            items = iter(loader)
+        partial: dict[int, tuple[list[torch.Tensor], list[int]]] = {}
+        for item in items:
+            i = item["video"]
+            if item.get("done"):
+                feats, starts = partial.pop(i, ([], []))
+                if item["error"] is not None:
+                    yield i, None, [], item["error"]
+                else:
+                    yield i, torch.cat(feats).numpy(), starts, None
+                continue
+            x = item["x"]
+            if cuda and not x.is_pinned():
+                x = x.pin_memory()
+            feats, starts = partial.setdefault(i, ([], []))
+            feats.append(self.features(x).cpu())
+            starts += item["starts"]
+
+    def video(self, path: str) -> tuple[np.ndarray, list[int]]:
+        """``(num_windows, D)`` float32 features and the window starts of one video; raises
+        `VideoDecodeError` where `video_pieces` ends with an error."""
+        for _, feats, starts, error in self.stream([str(path)]):
+            if error is not None:
+                raise VideoDecodeError(str(path), error)
+            return feats, starts
+        raise AssertionError("the stream ends every video with a result")
 
 
 def list_videos(source: str | os.PathLike, data_prefix: str | None = None) -> list[Path]:
@@ -302,6 +370,7 @@ class ExtractSummary:
     videos: dict[str, dict] = field(default_factory=dict)  # stem -> windows, seconds, ...
     skipped_existing: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)  # path -> reason
+    timing: dict = field(default_factory=dict)  # seconds, windows, windows_per_s of this run
 
 
 def extract_features(
@@ -309,31 +378,41 @@ def extract_features(
     videos: list[Path],
     out_dir: Path,
     overwrite: bool = False,
+    num_workers: int = 0,
     log: Callable[[str], None] = print,
 ) -> ExtractSummary:
     """Every video -> ``out_dir/<stem>.npy``; bad videos are listed, never fatal."""
     out_dir.mkdir(parents=True, exist_ok=True)
     summary = ExtractSummary(asdict(extractor.cfg), "", extractor.dim)
     videos, summary.failed = unique_stems(videos)
-    for i, path in enumerate(videos):
-        stem = path.stem
-        target = out_dir / f"{stem}.npy"
-        if target.exists() and not overwrite:
-            summary.skipped_existing.append(stem)
+    todo = []
+    for path in videos:
+        if (out_dir / f"{path.stem}.npy").exists() and not overwrite:
+            summary.skipped_existing.append(path.stem)
+        else:
+            todo.append(path)
+    t0 = last = time.perf_counter()
+    windows = 0
+    for done, (i, feats, starts, error) in enumerate(
+        extractor.stream([str(p) for p in todo], num_workers), start=1
+    ):
+        path, now = todo[i], time.perf_counter()
+        dt, last = now - last, now  # since the previous video finished
+        if error is not None:
+            summary.failed[str(path)] = error
+            log(f"[{done}/{len(todo)}] FAILED {path}: {error}")
             continue
-        t0 = time.perf_counter()
-        try:
-            feats, starts = extractor.video(str(path))
-        except (VideoDecodeError, OSError, ValueError) as e:
-            summary.failed[str(path)] = str(e)
-            log(f"[{i + 1}/{len(videos)}] FAILED {path}: {e}")
-            continue
+        target = out_dir / f"{path.stem}.npy"
         save_npy_atomic(target, feats)
-        dt = time.perf_counter() - t0
-        summary.videos[stem] = dict(
+        windows += len(starts)
+        summary.videos[path.stem] = dict(
             path=str(path), windows=len(starts), last_start=starts[-1], seconds=round(dt, 3)
         )
-        log(f"[{i + 1}/{len(videos)}] {target} {feats.shape} in {dt:.1f}s")
+        log(f"[{done}/{len(todo)}] {target} {feats.shape} ({dt:.1f}s)")
+    total = time.perf_counter() - t0
+    summary.timing = dict(
+        seconds=round(total, 3), windows=windows, windows_per_s=windows / total if total else 0.0
+    )
     return summary
 
 
@@ -371,6 +450,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backend", choices=BACKENDS, default="pyav", help="video decoder")
     parser.add_argument("--data-prefix", default=None, help="folder a list file's paths are in")
     parser.add_argument("--overwrite", action="store_true", help="recompute existing outputs")
+    parser.add_argument(
+        "--num-workers", type=int, default=0, help="decode processes (0: one background thread)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -404,7 +486,7 @@ def run(args: argparse.Namespace) -> int:
     model = load_model(args.checkpoint, model_name=args.arch)
     extractor = FeatureExtractor(model, cfg, device)
     out = Path(args.out)
-    summary = extract_features(extractor, videos, out, args.overwrite)
+    summary = extract_features(extractor, videos, out, args.overwrite, args.num_workers)
     summary.checkpoint = str(args.checkpoint)
     if rank == 0:
         summary.failed = {**duplicates, **summary.failed}
