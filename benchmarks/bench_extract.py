@@ -50,10 +50,18 @@ def ours(path: str, cfg: extract.ExtractConfig) -> int:
     return sum(len(starts) for starts, _ in batches)
 
 
-def timed(fn) -> tuple[float, object]:
+def timed(fn, device: torch.device | None = None) -> tuple[float, object]:
+    cuda = device is not None and device.type == "cuda"
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
+    sync()
     t = time.perf_counter()
     out = fn()
+    sync()
     return time.perf_counter() - t, out
+
+
+def _csv_ints(text: str) -> list[int]:
+    return [int(v) for v in text.split(",") if v.strip()]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -66,6 +74,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--precision", default="bf16", choices=["fp32", "bf16"])
     p.add_argument("--batch-size", type=int, default=0, help="windows per forward (0: auto)")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--videos", type=int, default=1, help="copies of the video for --workers rows")
+    p.add_argument("--workers", type=_csv_ints, default=[], help="e.g. 2,8: --num-workers rows")
     p.add_argument("--quick", action="store_true", help="tiny model, 40 frames (smoke)")
     p.add_argument("--json", type=Path, default=None)
     a = p.parse_args(argv)
@@ -93,11 +104,12 @@ def main(argv: list[str] | None = None) -> int:
         dt, got = timed(lambda: original_way(path, a.frames, window, a.stride, size))
         rows.append(dict(what="data: every window decoded + resized (original)", seconds=dt))
 
-        fx = extract.FeatureExtractor(model, cfg, torch.device("cpu"))
+        device = torch.device(a.device)
+        fx = extract.FeatureExtractor(model, cfg, device)
         x = torch.rand(fx.batch, 3, window, size, size)
         fx.features(x)  # warm-up
         reps = max(1, min(8, n_windows // fx.batch))
-        dt, _ = timed(lambda: [fx.features(x) for _ in range(reps)])
+        dt, _ = timed(lambda: [fx.features(x) for _ in range(reps)], device)
         rows.append(
             dict(
                 what=f"model only, {a.precision}, {fx.batch}/forward",
@@ -107,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
         feats = {}
         for depth in (0, 2):
             fx.cfg.prefetch = depth
-            dt, (feats[depth], _) = timed(lambda: fx.video(path))
+            dt, (feats[depth], _) = timed(lambda: fx.video(path), device)
             rows.append(
                 dict(
                     what=f"end to end, decode {'inline' if depth == 0 else 'in a thread'}",
@@ -115,8 +127,19 @@ def main(argv: list[str] | None = None) -> int:
                 )
             )
         same = float(np.abs(feats[0] - feats[2]).max())
+        for r in rows:
+            r["windows"] = n_windows
+        copies = [path] + [str(Path(tmp) / f"copy{i}.mp4") for i in range(1, a.videos)]
+        for c in copies[1:]:
+            Path(c).write_bytes(Path(path).read_bytes())
+        for w in a.workers:
+            dt, results = timed(lambda w=w: list(fx.stream(copies, w)), device)
+            done = sum(len(r[2]) for r in results)
+            same = max([same] + [float(np.abs(r[1] - feats[0]).max()) for r in results])
+            what = f"end to end, {len(copies)} videos, {w} decode workers"
+            rows.append(dict(what=what, seconds=dt, windows=done))
     for r in rows:
-        r["windows_per_s"] = n_windows / r["seconds"]
+        r["windows_per_s"] = r["windows"] / r["seconds"]
     print(
         f"{a.frames} frames {a.width}x{a.height}, {n_windows} windows of {window} "
         f"(stride {a.stride}), threads {torch.get_num_threads()}"
@@ -124,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'what':<52} {'s':>8} {'windows/s':>10}")
     for r in rows:
         print(f"{r['what']:<52} {r['seconds']:8.2f} {r['windows_per_s']:10.2f}")
-    print(f"features, inline vs thread: max |difference| {same:.3g}")
+    print(f"features of every end-to-end run vs inline: max |difference| {same:.3g}")
     if a.json:
         a.json.write_text(
             json.dumps(
