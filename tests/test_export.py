@@ -83,3 +83,19 @@ def test_verification_fails_loudly_and_bad_arguments(checkpoint, tmp_path: Path)
     assert rc == 1 and (tmp_path / "m.pt2").exists()
     with pytest.raises(SystemExit, match="suffix picks the format"):
         main(["export", str(ckpt), "--out", str(tmp_path / "m.bin")])
+
+
+def test_onnx_weights_in_a_side_file_survive_the_rename(checkpoint, tmp_path: Path) -> None:
+    # ViT-H/g exceed protobuf's 2 GiB and need external data; forced here on the tiny model
+    _, model = checkpoint
+    wrapper = export.ExportWrapper(model).eval()
+    x = export.example_input("normalized", 2, 4, 32)
+    out = tmp_path / "big.onnx"
+    written = export.export_onnx(wrapper, x, out, {"k": 1}, external_data=True)
+    assert sorted(p.name for p in written) == ["big.onnx", "big.onnx.data"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["big.onnx", "big.onnx.data"]
+    assert 3 * out.stat().st_size < (tmp_path / "big.onnx.data").stat().st_size  # weights moved
+    got = export.run_exported(out, "onnx", x)
+    with torch.no_grad():
+        torch.testing.assert_close(got, model(x), rtol=0, atol=1e-4)
+    assert export.read_contract(out) == {"k": 1}

@@ -117,8 +117,15 @@ def export_pt2(wrapper: ExportWrapper, example: torch.Tensor, out: Path, meta: d
 
 
 def export_onnx(
-    wrapper: ExportWrapper, example: torch.Tensor, out: Path, meta: dict, opset: int | None
+    wrapper: ExportWrapper,
+    example: torch.Tensor,
+    out: Path,
+    meta: dict,
+    opset: int | None = None,
+    external_data: bool | None = None,
 ) -> list[Path]:
+    """`external_data` None: weights in a side file `<out>.data` past 1.5 GiB (protobuf's limit
+    is 2 GiB: ViT-H and ViT-g need it), else inside the .onnx."""
     batch = torch.export.Dim("batch", min=1, max=1024)
     with torch.no_grad():
         program = torch.onnx.export(
@@ -133,8 +140,10 @@ def export_onnx(
         )
     program.model.metadata_props["videomae2"] = json.dumps(meta)
     tmp = _atomic_target(out)
-    n_bytes = sum(p.numel() * p.element_size() for p in wrapper.parameters())
-    program.save(str(tmp / out.name), external_data=n_bytes > 1.5 * 2**30)  # protobuf's 2 GiB
+    if external_data is None:
+        n_bytes = sum(p.numel() * p.element_size() for p in wrapper.parameters())
+        external_data = n_bytes > 1.5 * 2**30
+    program.save(str(tmp / out.name), external_data=external_data)
     return _publish(tmp, out)
 
 

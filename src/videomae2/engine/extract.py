@@ -31,8 +31,9 @@ Differences from the original script, deliberately:
   writes its own ``extract_summary.rank<r>.json``; no process group is needed;
 - decoding streams the video (memory: one window, not the video) in a background thread that
   prepares the next batches while the model runs, or, with ``--num-workers W``, in W DataLoader
-  processes that each take whole videos (what a GPU needs; features are bit-identical); ``--batch-size`` windows go through the model
-  at once (features agree with one window per forward to float rounding).
+  processes that each take whole videos (what a GPU needs; features are bit-identical);
+  ``--batch-size`` windows go through the model at once (features agree with one window per
+  forward to float rounding).
 """
 
 from __future__ import annotations
