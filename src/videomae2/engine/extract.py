@@ -109,8 +109,7 @@ def iter_windows(
     Each frame is prepared once (not once per window it belongs to) and only the last `window`
     prepared frames are kept.
     """
-    if window < 1 or stride < 1:
-        raise ValueError(f"window and stride must be >= 1, got {window} and {stride}")
+    window_starts(0, window, stride)  # validates both
     recent: deque[torch.Tensor] = deque(maxlen=window)
     for i, frame in enumerate(frames):
         if i % stride >= window:  # between windows (stride > window): in none of them
