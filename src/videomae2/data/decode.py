@@ -22,6 +22,7 @@ frames are kept.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -149,9 +150,24 @@ def _pyav_info(path: str) -> VideoInfo:
     return VideoInfo(num_frames=num_frames, fps=fps, height=height, width=width)
 
 
-def _pyav_read(path: str, indices: np.ndarray) -> np.ndarray:
+def _pyav_frames(path: str) -> Iterator:
+    """The decoded ``av.VideoFrame`` objects in order; FFmpeg errors become
+    `VideoDecodeError`; the container is closed when the generator ends or is closed."""
     import av
 
+    container, stream = _pyav_open(path)
+    decoded = 0
+    try:
+        for frame in container.decode(stream):
+            yield frame
+            decoded += 1
+    except av.FFmpegError as exc:
+        raise VideoDecodeError(path, f"decoding failed after {decoded} frames: {exc}") from exc
+    finally:
+        container.close()
+
+
+def _pyav_read(path: str, indices: np.ndarray) -> np.ndarray:
     # positions[f] = output rows that want frame f (duplicates allowed).
     positions: dict[int, list[int]] = {}
     for row, f in enumerate(indices.tolist()):
@@ -159,12 +175,11 @@ def _pyav_read(path: str, indices: np.ndarray) -> np.ndarray:
     last = int(indices.max())
     out: np.ndarray | None = None
     decoded = 0
-    container, stream = _pyav_open(path)
-    try:
-        for i, frame in enumerate(container.decode(stream)):
+    with contextlib.closing(_pyav_frames(path)) as frames:
+        for i, frame in enumerate(frames):
             decoded = i + 1
             rows = positions.get(i)
-            if rows is not None:
+            if rows is not None:  # only the requested frames are converted to RGB
                 img = frame.to_ndarray(format="rgb24")
                 if out is None:
                     out = np.empty((len(indices), *img.shape), dtype=np.uint8)
@@ -175,10 +190,6 @@ def _pyav_read(path: str, indices: np.ndarray) -> np.ndarray:
                 out[rows] = img
             if i >= last:
                 break  # everything needed is decoded; skip the rest of the file
-    except av.FFmpegError as exc:
-        raise VideoDecodeError(path, f"decoding failed after {decoded} frames: {exc}") from exc
-    finally:
-        container.close()
     if decoded <= last:
         if decoded == 0:
             raise VideoDecodeError(path, "no frame could be decoded")
@@ -283,18 +294,11 @@ def read_frames(
 
 
 def _pyav_iter(path: str) -> Iterator[np.ndarray]:
-    import av
-
-    container, stream = _pyav_open(path)
     decoded = 0
-    try:
-        for frame in container.decode(stream):
+    with contextlib.closing(_pyav_frames(path)) as frames:
+        for frame in frames:
             yield frame.to_ndarray(format="rgb24")
             decoded += 1
-    except av.FFmpegError as exc:
-        raise VideoDecodeError(path, f"decoding failed after {decoded} frames: {exc}") from exc
-    finally:
-        container.close()
     if decoded == 0:
         raise VideoDecodeError(path, "no frame could be decoded")
 
