@@ -76,7 +76,8 @@ def test_streamed_windows_hold_exactly_their_frames(window: int, stride: int) ->
 
     got = list(extract.iter_windows(iter(frames), window, stride, prepare))
     assert [s for s, _ in got] == list(extract.window_starts(20, window, stride))
-    for s, clip in got:
+    for s, frames_of_window in got:
+        clip = torch.stack(frames_of_window, dim=1)
         assert clip.shape == (1, window, 1)
         assert clip.flatten().tolist() == list(range(s, s + window))
     # each frame prepared once; frames between windows (stride > window) not at all

@@ -55,13 +55,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from videomae2.checkpoint.io import atomic_write
 from videomae2.data.decode import BACKENDS, VideoDecodeError, iter_frames, open_video
-from videomae2.data.transforms import (
-    IMAGENET_MEAN_255,
-    IMAGENET_STD_255,
-    center_crop,
-    resize_short_side,
-)
+from videomae2.data.transforms import center_crop, normalize, resize_short_side
 
 PRESETS = {"thumos14": 4, "fineaction": 16}  # window stride of the original script
 PREPROCESS = ("original", "standard")
@@ -86,16 +82,9 @@ def original_frame(frame: np.ndarray, size: int = 224) -> torch.Tensor:
 
 def standard_frame(frame: np.ndarray, size: int = 224) -> torch.Tensor:
     """``(H, W, 3)`` uint8 -> ``(3, size, size)`` uint8: mmaction2's short-side resize + centre
-    crop (normalised later, per batch, by `normalize_standard`)."""
+    crop (normalised later, per batch, by `data.transforms.normalize`)."""
     x = center_crop(resize_short_side(frame[None], size), size)[0]
     return torch.from_numpy(np.ascontiguousarray(x)).permute(2, 0, 1)
-
-
-def normalize_standard(x: torch.Tensor) -> torch.Tensor:
-    """uint8 ``(B, 3, T, H, W)`` -> float32 ``(x - mean) / std`` on the 0-255 scale."""
-    mean = torch.tensor(IMAGENET_MEAN_255, device=x.device).view(1, 3, 1, 1, 1)
-    std = torch.tensor(IMAGENET_STD_255, device=x.device).view(1, 3, 1, 1, 1)
-    return (x.float() - mean) / std
 
 
 def iter_windows(
@@ -103,11 +92,12 @@ def iter_windows(
     window: int,
     stride: int,
     prepare: Callable[[np.ndarray], torch.Tensor],
-) -> Iterator[tuple[int, torch.Tensor]]:
-    """``(start, (3, window, H, W))`` for every window of `window_starts`, from a frame stream.
+) -> Iterator[tuple[int, tuple[torch.Tensor, ...]]]:
+    """``(start, its window's prepared frames)`` for every window of `window_starts`, from a
+    frame stream; each frame ``(3, H, W)``.
 
     Each frame is prepared once (not once per window it belongs to) and only the last `window`
-    prepared frames are kept.
+    prepared frames are kept. The caller stacks them (once, into its batch).
     """
     window_starts(0, window, stride)  # validates both
     recent: deque[torch.Tensor] = deque(maxlen=window)
@@ -117,7 +107,7 @@ def iter_windows(
         recent.append(prepare(frame))
         start = i - window + 1
         if start >= 0 and start % stride == 0:
-            yield start, torch.stack(tuple(recent), dim=1)
+            yield start, tuple(recent)
 
 
 @dataclass
@@ -146,17 +136,25 @@ class ExtractConfig:
 def _batches(
     frames: Iterator[np.ndarray], cfg: ExtractConfig, batch: int
 ) -> Iterator[tuple[list[int], torch.Tensor]]:
+    """Windows in batches ``(starts, (B, 3, window, H, W))``: each window's frames are stacked
+    straight into the batch tensor (no per-window tensor copied again)."""
     prepare = original_frame if cfg.preprocess == "original" else standard_frame
     starts: list[int] = []
-    clips: list[torch.Tensor] = []
-    for start, clip in iter_windows(frames, cfg.window, cfg.stride, lambda f: prepare(f, cfg.size)):
+    out: torch.Tensor | None = None
+    for start, wframes in iter_windows(
+        frames, cfg.window, cfg.stride, lambda f: prepare(f, cfg.size)
+    ):
+        if out is None:  # a fresh tensor per batch: the consumer may still hold the previous one
+            f0 = wframes[0]
+            out = torch.empty((batch, f0.shape[0], len(wframes), *f0.shape[1:]), dtype=f0.dtype)
+        torch.stack(wframes, dim=1, out=out[len(starts)])
         starts.append(start)
-        clips.append(clip)
-        if len(clips) == batch:
-            yield starts, torch.stack(clips)
-            starts, clips = [], []
-    if clips:
-        yield starts, torch.stack(clips)
+        if len(starts) == batch:
+            yield starts, out
+            starts, out = [], None
+    if starts:
+        assert out is not None
+        yield starts, out[: len(starts)]
 
 
 def video_pieces(index: int, path: str, cfg: ExtractConfig, batch: int) -> Iterator[dict]:
@@ -262,7 +260,7 @@ class FeatureExtractor:
         """A prepared batch ``(B, 3, T, H, W)`` -> float32 ``(B, D)``."""
         x = x.to(self.device, non_blocking=True)
         if self.cfg.preprocess == "standard":
-            x = normalize_standard(x)
+            x = normalize(x)  # ImageNet mean/std, 0-255 scale, as the test pipeline
         if self.cfg.precision == "bf16":
             with torch.autocast(self.device.type, dtype=torch.bfloat16):
                 return self.model.forward_features(x).float()
@@ -356,10 +354,11 @@ def shard(videos: list[Path], rank: int, world: int) -> list[Path]:
 
 
 def save_npy_atomic(path: Path, array: np.ndarray) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
-        np.save(f, array)
-    tmp.replace(path)
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as f:  # a file object: np.save would append .npy to a name
+            np.save(f, array)
+
+    atomic_write(path, write)
 
 
 @dataclass
