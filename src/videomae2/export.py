@@ -28,6 +28,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from videomae2.data.transforms import normalize
 from videomae2.models.recognizer import MMACTION_MEAN, MMACTION_STD
 
 FORMATS = {".pt2": "pt2", ".onnx": "onnx"}
@@ -45,12 +46,10 @@ class ExportWrapper(nn.Module):
         if output not in OUTPUTS or input_kind not in INPUTS:
             raise ValueError(f"output must be one of {OUTPUTS} and input one of {INPUTS}")
         self.model, self.output, self.input_kind = model, output, input_kind
-        self.register_buffer("mean", torch.tensor(MMACTION_MEAN).view(3, 1, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(MMACTION_STD).view(3, 1, 1, 1), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.input_kind == "uint8":
-            x = (x.float() - self.mean) / self.std
+            x = normalize(x, MMACTION_MEAN, MMACTION_STD)  # the test pipeline's, bit-exact
         if self.output == "features":
             return self.model.forward_features(x)
         return self.model(x)
