@@ -18,6 +18,14 @@ from videomae2.models.vit import ViTConfig
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_forward.py"
 
 
+def run_bench(script: str, *args: str, timeout: int = 300) -> str:
+    """Run benchmarks/<script> with this Python; it must exit 0. Returns its stdout."""
+    cmd = [sys.executable, str(BENCH.with_name(script)), *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    return proc.stdout
+
+
 @pytest.fixture(scope="module")
 def bench() -> ModuleType:
     spec = importlib.util.spec_from_file_location("bench_forward", BENCH)
@@ -100,19 +108,17 @@ def test_test_job_tiny_without_peer(tmp_path: Path) -> None:
     (fixture / "list.txt").write_text("a.mp4 3\nb.mp4 5\n")
 
     out = tmp_path / "bench.json"
-    cmd = [sys.executable, str(TEST_JOB), "--tiny", "--skip-peer", "--videos", "1"]
-    cmd += ["--threads", "1", "--num-workers", "0", "--fixture", str(fixture)]
-    cmd += ["--work-dir", str(tmp_path / "work"), "--json", str(out)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stdout + proc.stderr[-3000:]
+    args = ["--tiny", "--skip-peer", "--videos", "1", "--threads", "1", "--num-workers", "0"]
+    args += ["--fixture", str(fixture), "--work-dir", str(tmp_path / "work"), "--json", str(out)]
+    stdout = run_bench(TEST_JOB.name, *args)
 
-    table = proc.stdout.splitlines()
+    table = stdout.splitlines()
     assert table[0].split()[:4] == ["model", "run", "videos", "s/video"]
     assert [line.split()[:3] for line in table[1:3]] == [
         ["tiny", "ours-fp32", "1"],
         ["tiny", "ours-bf16", "1"],
     ]
-    assert "mmaction2 rows skipped (--skip-peer)" in proc.stdout
+    assert "mmaction2 rows skipped (--skip-peer)" in stdout
     report = json.loads(out.read_text())
     assert [(r["model"], r["run"]) for r in report["rows"]] == [
         ("tiny", "ours-fp32"),
@@ -131,12 +137,8 @@ def test_test_job_tiny_without_peer(tmp_path: Path) -> None:
 
 def test_attention_bench_quick() -> None:
     """benchmarks/bench_attention.py --quick: both kernels, both precisions, equal outputs."""
-    script = BENCH.with_name("bench_attention.py")
-    proc = subprocess.run(
-        [sys.executable, str(script), "--quick"], capture_output=True, text=True, timeout=120
-    )
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    rows = [line.split() for line in proc.stdout.splitlines()[2:]]
+    stdout = run_bench("bench_attention.py", "--quick", timeout=120)
+    rows = [line.split() for line in stdout.splitlines()[2:]]
     assert [r[:3] for r in rows] == [
         ["quick", p, impl] for p in ("fp32", "bf16") for impl in ("sdpa", "two-matmuls")
     ]
@@ -149,12 +151,10 @@ def test_gpu_check_runs_every_section_on_the_cpu(tmp_path: Path) -> None:
     """The prepared GPU script must not fail on the lent machine for a reason a CPU run shows:
     every section runs (tiny ViT, two short videos) and writes its rows to the JSON."""
     out = tmp_path / "gpu.json"
-    cmd = [sys.executable, str(BENCH.with_name("bench_gpu.py")), "--tiny", "--device", "cpu"]
-    cmd += ["--videos", "2", "--repeat", "1", "--video-frames", "40", "--workers", "0,1"]
-    cmd += ["--batches", "1,2", "--e2e-batches", "2", "--repeats", "1"]
-    cmd += ["--work", str(tmp_path / "work"), "--json", str(out)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    args = ["--tiny", "--device", "cpu", "--videos", "2", "--repeat", "1", "--video-frames", "40"]
+    args += ["--workers", "0,1", "--batches", "1,2", "--e2e-batches", "2", "--repeats", "1"]
+    args += ["--work", str(tmp_path / "work"), "--json", str(out)]
+    stdout = run_bench("bench_gpu.py", *args, timeout=600)
     report = json.loads(out.read_text())
     for name in ("env", "peak", "model", "decode", "e2e"):
         assert not (isinstance(report[name], dict) and "error" in report[name]), report[name]
@@ -173,18 +173,15 @@ def test_gpu_check_runs_every_section_on_the_cpu(tmp_path: Path) -> None:
     assert all(r["videos"] == 2 and r["videos_per_s"] > 0 for r in report["decode"])
     (e2e,) = report["e2e"]
     assert e2e["videos"] == 2 and e2e["failed"] == 0 and 0 < e2e["model_fraction"] <= 1
-    assert "model only, bf16" in proc.stdout and "decode only" in proc.stdout
+    assert "model only, bf16" in stdout and "decode only" in stdout
 
 
 # ----------------------------------------------------------------------------- bench_pretrain_step
 def test_pretrain_step_bench_tiny(tmp_path: Path) -> None:
     """Dual masking, v1 and dual + checkpointing rows, with FLOP rates and the two ratios."""
     out = tmp_path / "pre.json"
-    cmd = [sys.executable, str(BENCH.with_name("bench_pretrain_step.py")), "--tiny"]
-    cmd += ["--steps", "1", "--warmup", "0", "--precisions", "fp32", "--threads", "1"]
-    cmd += ["--json", str(out)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    args = ["--tiny", "--steps", "1", "--warmup", "0", "--precisions", "fp32", "--threads", "1"]
+    run_bench("bench_pretrain_step.py", *args, "--json", str(out))
     report = json.loads(out.read_text())
     rows = {r["setting"]: r for r in report["rows"]}
     assert set(rows) == {"dual", "v1", "dual-ckpt"}
@@ -202,14 +199,7 @@ def test_pretrain_step_bench_tiny(tmp_path: Path) -> None:
 
 def test_views_per_forward_bench_quick(tmp_path: Path) -> None:
     out = tmp_path / "vpf.json"
-    script = BENCH.with_name("bench_views_per_forward.py")
-    proc = subprocess.run(
-        [sys.executable, str(script), "--quick", "--threads", "1", "--json", str(out)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    run_bench("bench_views_per_forward.py", "--quick", "--threads", "1", "--json", str(out))
     rows = json.loads(out.read_text())
     assert [(r["precision"], r["views_per_forward"]) for r in rows] == [
         (p, k) for p in ("fp32", "bf16") for k in (1, 5, 15)
@@ -221,14 +211,7 @@ def test_views_per_forward_bench_quick(tmp_path: Path) -> None:
 
 def test_extract_bench_quick(tmp_path: Path) -> None:
     out = tmp_path / "extract.json"
-    script = BENCH.with_name("bench_extract.py")
-    proc = subprocess.run(
-        [sys.executable, str(script), "--quick", "--threads", "1", "--json", str(out)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    run_bench("bench_extract.py", "--quick", "--threads", "1", "--json", str(out))
     report = json.loads(out.read_text())
     assert report["windows"] == 10 and report["max_diff"] == 0.0
     assert len(report["rows"]) == 5 and all(r["windows_per_s"] > 0 for r in report["rows"])
