@@ -215,3 +215,12 @@ def test_extract_bench_quick(tmp_path: Path) -> None:
     report = json.loads(out.read_text())
     assert report["windows"] == 10 and report["max_diff"] == 0.0
     assert len(report["rows"]) == 5 and all(r["windows_per_s"] > 0 for r in report["rows"])
+
+
+def test_export_bench_quick(tmp_path: Path) -> None:
+    out = tmp_path / "export.json"
+    run_bench("bench_export.py", "--quick", "--threads", "1", "--json", str(out), timeout=300)
+    rows = {r["format"]: r for r in json.loads(out.read_text())["rows"]}
+    assert set(rows) == {"eager", "pt2", "onnx"}
+    assert rows["pt2"]["max_diff"] < 1e-5 and rows["onnx"]["max_diff"] < 1e-4
+    assert all(r["s_per_view"] > 0 for r in rows.values()) and rows["onnx"]["mib"] > 0
