@@ -75,10 +75,6 @@ def format_listing(found: dict[str, tuple[Path, str]]) -> str:
 # ---- comparing two reports ----------------------------------------------------------------
 
 
-def _is_number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
-
-
 def row_key(row: Row) -> RowKey:
     """What names a row: its text, flag and integer fields (size, impl, precision, threads, M...),
     not its measurements (floats) and not repetition counts."""
@@ -102,26 +98,27 @@ def iter_rows(report: Any, section: str = "") -> Iterator[tuple[str, RowKey, Row
     list of rows.
     """
     if isinstance(report, dict):
-        if measurements(report):
-            yield section or ".", (), report
-        for k, v in report.items():
-            if isinstance(v, (dict, list)):
-                yield from iter_rows(v, f"{section}.{k}" if section else str(k))
+        rows = [(section, (), report)]
     elif isinstance(report, list):
-        seen: dict[RowKey, int] = {}
-        for item in report:
-            if not isinstance(item, dict):
-                continue
+        rows = [(f"{section}[{_label(k, ',', 'row')}]", k, r) for k, r in _keyed(report)]
+    else:
+        return
+    for base, key, row in rows:
+        if measurements(row):
+            yield section or ".", key, row
+        for k, v in row.items():
+            if isinstance(v, (dict, list)):
+                yield from iter_rows(v, f"{base}.{k}" if base else str(k))
+
+
+def _keyed(rows: list) -> Iterator[tuple[RowKey, Row]]:
+    """The dicts of a list with their `row_key`; a repeated key gets ``("#", n)`` appended."""
+    seen: dict[RowKey, int] = {}
+    for item in rows:
+        if isinstance(item, dict):
             key = row_key(item)
             seen[key] = seen.get(key, 0) + 1
-            if seen[key] > 1:
-                key = (*key, ("#", seen[key]))
-            if measurements(item):
-                yield section or ".", key, item
-            for k, v in item.items():
-                if isinstance(v, (dict, list)):
-                    label = ",".join(f"{a}={b}" for a, b in key) or "row"
-                    yield from iter_rows(v, f"{section}[{label}].{k}")
+            yield (key if seen[key] == 1 else (*key, ("#", seen[key]))), item
 
 
 def compare_reports(
@@ -156,8 +153,8 @@ def compare_reports(
     return entries, notes
 
 
-def _label(key: RowKey) -> str:
-    return " ".join(f"{k}={v}" for k, v in key) or "-"
+def _label(key: RowKey, sep: str = " ", empty: str = "-") -> str:
+    return sep.join(f"{k}={v}" for k, v in key) or empty
 
 
 def _num(v: float) -> str:
